@@ -1,0 +1,252 @@
+"""Every hyperparameter of a KDiffE run, in one dataclass with the paper's defaults.
+
+Paper defaults (Section VI-A and DESIGN.md section 4): theta1 = 1e-2, theta2 = 1e-5,
+R = 12, M = 50, xi = 0.7, t = 10, tau = 0.5, q = 1, d = 64, K = 20.
+
+Variants are the paper's ablations (Table III) expressed as flags of one model:
+
+==========  =====  ==========  ====  =========  ============
+variant     S      knowledge   CL    guidance   paper name
+==========  =====  ==========  ====  =========  ============
+kdiffe      yes    yes         yes   yes        KDiffE
+no_s        no     yes         yes   yes        KDiffE_1
+unguided    yes    yes         yes   no         KDiffE_2
+no_cl       yes    yes         no    yes        KDiffE_3
+lightgcn    no     no          no    --         LightGCN
+lightgcn_s  yes    no          no    --         LightGCN + S
+==========  =====  ==========  ====  =========  ============
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "kdiffe": dict(use_s=True, use_kg=True, use_cl=True, guided=True),
+    "no_s": dict(use_s=False, use_kg=True, use_cl=True, guided=True),
+    "unguided": dict(use_s=True, use_kg=True, use_cl=True, guided=False),
+    "no_cl": dict(use_s=True, use_kg=True, use_cl=False, guided=True),
+    "lightgcn": dict(use_s=False, use_kg=False, use_cl=False, guided=False),
+    "lightgcn_s": dict(use_s=True, use_kg=False, use_cl=False, guided=False),
+}
+
+KG_SOURCES = ("features", "file", "none")
+SELECT_ON = ("val", "test")
+
+
+class ConfigError(ValueError):
+    """A hyperparameter that is unknown or has an impossible value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of one training run. Field docs give meaning and paper symbol."""
+
+    # run
+    dataset: str = "synthetic"  #: dataset folder name under data_dir, or "synthetic"
+    data_dir: str | None = None  #: folder of datasets; None: $KDIFFE_DATA_DIR, else ./data
+    variant: str = "kdiffe"  #: one of VARIANTS
+    seed: int = 2024  #: seeds numpy, torch, walks, splits and sampling
+    device: str = "auto"  #: "auto" (cuda if visible, else cpu), "cpu", "cuda", "cuda:1", ...
+    cache_dir: str | None = None  #: where S is cached; None: $KDIFFE_CACHE_DIR, else ~/.cache/kdiffe
+    max_users: int = 0  #: >0 keeps a seeded subsample of this many users (Figure 10b)
+    val_fraction: float = 0.1  #: share of each user's train items moved to validation when valMat is absent
+    # synthetic dataset size (dataset="synthetic")
+    syn_users: int = 600
+    syn_items: int = 400
+    syn_clusters: int = 8
+    syn_interactions: int = 12  #: mean interactions per user
+
+    # optimisation
+    epochs: int = 50
+    batch_size: int = 2048
+    lr: float = 1e-3
+    dim: int = 64  #: d, embedding size
+    layers: int = 2  #: LightGCN layers
+    theta2: float = 1e-5  #: theta_2, L2 weight on the batch's embeddings (Eq. 14)
+
+    # attention-aware matrix S (Eq. 4-5)
+    M: int = 50  #: length of each random walk with restart
+    R: int = 12  #: walks per node
+    restart: float = 0.2  #: restart probability c of each step
+    xi: float = 0.7  #: weight of S in A + xi S
+
+    # knowledge graph (Eq. 1-2)
+    kg: str = "features"  #: "features" (k-means concepts), "file" (kg.txt), "none"
+    concepts: int = 0  #: concept entities per modality; 0 picks ~ sqrt(items)
+    links: int = 3  #: concepts linked to each item per modality
+    kg_iters: int = 25  #: k-means iterations
+
+    # diffusion (Eq. 8-12)
+    t: int = 10  #: diffusion steps T
+    noise_scale: float = 0.1
+    noise_min: float = 1e-4
+    noise_max: float = 0.02
+    q: int = 1  #: entities kept per item and relation in the rebuilt graph
+    kg_every: int = 1  #: epochs between two rebuilds of the diffusion view
+    denoiser_hidden: int = 256
+    step_dim: int = 16  #: size of the sinusoidal step embedding
+    diff_lr: float = 1e-3
+    diff_batch: int = 1024
+
+    # contrastive learning (Eq. 13)
+    tau: float = 0.5  #: InfoNCE temperature
+    theta1: float = 1e-2  #: weight of the contrastive loss
+
+    # evaluation
+    eval_every: int = 1
+    patience: int = 10  #: evaluations without improvement before early stopping; 0 disables
+    ks: tuple[int, ...] = (10, 20, 50)
+    metric: str = "recall@20"  #: selection metric
+    select_on: str = "val"  #: "val" (honest) or "test" (the authors' protocol, labelled)
+    eval_batch: int = 1024
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # derived switches ---------------------------------------------------
+    @property
+    def flags(self) -> dict[str, bool]:
+        return VARIANTS[self.variant]
+
+    @property
+    def use_s(self) -> bool:
+        return self.flags["use_s"] and self.xi > 0
+
+    @property
+    def use_kg(self) -> bool:
+        return self.flags["use_kg"] and self.kg != "none"
+
+    @property
+    def use_cl(self) -> bool:
+        return self.use_kg and self.flags["use_cl"] and self.theta1 > 0
+
+    @property
+    def guided(self) -> bool:
+        return self.flags["guided"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["ks"] = list(self.ks)
+        return out
+
+    def replace(self, **changes: Any) -> "Config":
+        return from_dict({**self.to_dict(), **changes})
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+
+_POSITIVE_INT = ("epochs", "batch_size", "dim", "layers", "M", "R", "t", "q", "kg_every",
+                 "denoiser_hidden", "step_dim", "diff_batch", "eval_every", "eval_batch",
+                 "links", "kg_iters", "syn_users", "syn_items", "syn_clusters", "syn_interactions")
+_NON_NEGATIVE = ("theta1", "theta2", "xi", "noise_min", "noise_max", "noise_scale", "patience",
+                 "concepts", "max_users", "lr", "diff_lr")
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError naming the first impossible value."""
+    def bad(name: str, why: str) -> None:
+        raise ConfigError(f"{name}={getattr(cfg, name)!r}: {why}")
+
+    for name, spec in FIELDS.items():
+        value, default = getattr(cfg, name), spec.default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            bad(name, "must be true or false")
+        elif isinstance(default, int) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, int)):
+            bad(name, "must be an integer")
+        elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            bad(name, "must be a number")
+        elif isinstance(default, str) and not isinstance(value, str):
+            bad(name, "must be a string")
+    for name in _POSITIVE_INT:
+        if getattr(cfg, name) < 1:
+            bad(name, "must be a positive integer")
+    for name in _NON_NEGATIVE:
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or value < 0:
+            bad(name, "must be a finite number >= 0")
+    if cfg.lr <= 0:
+        bad("lr", "must be > 0")
+    if cfg.variant not in VARIANTS:
+        bad("variant", f"unknown variant; choose from {', '.join(VARIANTS)}")
+    if cfg.kg not in KG_SOURCES:
+        bad("kg", f"choose from {', '.join(KG_SOURCES)}")
+    if cfg.select_on not in SELECT_ON:
+        bad("select_on", "choose from val, test")
+    if not 0 <= cfg.restart < 1:
+        bad("restart", "restart probability must be in [0, 1)")
+    if not 0 < cfg.val_fraction < 1:
+        bad("val_fraction", "must be in (0, 1)")
+    if not 0 < cfg.noise_min <= cfg.noise_max < 1:
+        bad("noise_max", "need 0 < noise_min <= noise_max < 1")
+    if not 0 < cfg.noise_scale <= 1:
+        bad("noise_scale", "must be in (0, 1]")
+    if cfg.tau <= 0 or not math.isfinite(cfg.tau):
+        bad("tau", "temperature must be > 0")
+    if not cfg.ks or any(k < 1 for k in cfg.ks):
+        bad("ks", "need positive cut-offs")
+    name, _, k = cfg.metric.partition("@")
+    if name not in ("recall", "ndcg", "precision") or not k.isdigit() or int(k) not in cfg.ks:
+        bad("metric", f"use recall|ndcg|precision@K with K in {list(cfg.ks)}")
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Parse the string form of field `name` (as given with --set name=text)."""
+    if name not in FIELDS:
+        raise ConfigError(f"unknown parameter {name!r}; known: {', '.join(sorted(FIELDS))}")
+    default = FIELDS[name].default
+    try:
+        if name == "ks":
+            return tuple(int(x) for x in str(text).split(","))
+        if isinstance(default, bool):
+            if str(text).lower() in ("1", "true", "yes"):
+                return True
+            if str(text).lower() in ("0", "false", "no"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            as_float = float(text)
+            if as_float != int(as_float):
+                raise ValueError
+            return int(as_float)
+        if isinstance(default, float):
+            return float(text)
+        if default is None and str(text).lower() in ("none", ""):
+            return None
+        return str(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: expected {type(default).__name__}") from None
+
+
+def from_dict(values: Mapping[str, Any]) -> Config:
+    """Build a Config from a mapping, coercing strings and rejecting unknown keys."""
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in FIELDS:
+            raise ConfigError(f"unknown parameter {name!r}; known: {', '.join(sorted(FIELDS))}")
+        if isinstance(value, str) or (name == "ks" and not isinstance(value, tuple)):
+            value = parse_value(name, value if isinstance(value, str) else ",".join(map(str, value)))
+        elif isinstance(FIELDS[name].default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(FIELDS[name].default, int) and isinstance(value, float) and value == int(value):
+            value = int(value)
+        kwargs[name] = value
+    try:
+        return Config(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ["xi=0.7", "M=50"] into {"xi": 0.7, "M": 50}."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        out[key.strip()] = parse_value(key.strip(), text.strip())
+    return out

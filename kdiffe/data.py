@@ -1,0 +1,277 @@
+"""Datasets: the authors' on-disk format, validation at load, derived splits, synthetic data.
+
+A dataset folder holds ``trnMat.pkl``, ``valMat.pkl`` (optional), ``tstMat.pkl`` (pickled
+scipy.sparse user x item matrices), any ``<modality>_feat.npy`` (items x dim) and an optional
+``kg.txt`` of ``head relation tail`` triples (item, relation, entity). The interaction graph
+is the bipartite user-item graph A of the paper (Section III); features feed the knowledge
+graph built in :mod:`kdiffe.knowledge`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing or malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One recommendation dataset: binary user x item splits, item features, optional KG."""
+
+    name: str
+    train: sp.csr_matrix
+    val: sp.csr_matrix
+    test: sp.csr_matrix
+    features: Mapping[str, np.ndarray] = field(default_factory=dict)
+    kg_triples: np.ndarray | None = None  # (n, 3) int64: item, relation, entity
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_users(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.train.shape[1]
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of the training graph, used to key caches (S)."""
+        h = hashlib.sha1()
+        h.update(np.asarray(self.train.shape, dtype=np.int64).tobytes())
+        h.update(self.train.indptr.astype(np.int64).tobytes())
+        h.update(self.train.indices.astype(np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> str:
+        mods = ", ".join(f"{k} {v.shape[1]}-d" for k, v in self.features.items()) or "none"
+        kg = "none" if self.kg_triples is None else f"{len(self.kg_triples)} triples"
+        return (f"{self.name}: {self.n_users} users, {self.n_items} items, "
+                f"{self.train.nnz}/{self.val.nnz}/{self.test.nnz} train/val/test; "
+                f"features: {mods}; kg.txt: {kg}")
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """--data-dir, else $KDIFFE_DATA_DIR, else ./data (absolute)."""
+    chosen = data_dir or os.environ.get("KDIFFE_DATA_DIR") or "data"
+    return Path(chosen).expanduser().resolve()
+
+
+def available_datasets(data_dir: str | os.PathLike | None = None) -> list[str]:
+    root = resolve_data_dir(data_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "trnMat.pkl").is_file())
+
+
+def _binary_csr(matrix: sp.spmatrix) -> sp.csr_matrix:
+    out = sp.csr_matrix(matrix, dtype=np.float32)
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    out.data[:] = 1.0
+    out.sort_indices()
+    return out
+
+
+def _freeze(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    for arr in (matrix.data, matrix.indices, matrix.indptr):
+        arr.flags.writeable = False
+    return matrix
+
+
+def _load_matrix(path: Path, shape: tuple[int, int] | None) -> sp.csr_matrix:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with open(path, "rb") as fh:
+                obj = pickle.load(fh)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except Exception as exc:  # unpickling garbage raises many types
+        raise DatasetError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+    if not sp.issparse(obj) or obj.ndim != 2:
+        raise DatasetError(f"{path}: expected a scipy.sparse user x item matrix, got {type(obj).__name__}")
+    if shape is not None and obj.shape != shape:
+        raise DatasetError(f"{path}: shape {obj.shape} disagrees with trnMat.pkl shape {shape}")
+    values = np.asarray(obj.tocoo().data, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise DatasetError(f"{path}: entries must be finite and non-negative")
+    return _binary_csr(obj)
+
+
+def _load_features(path: Path, n_items: int) -> np.ndarray:
+    try:
+        feats = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
+    if feats.ndim != 2 or feats.shape[0] != n_items:
+        raise DatasetError(f"{path}: expected shape ({n_items}, dim) for {n_items} items, got {feats.shape}")
+    if not np.issubdtype(feats.dtype, np.number):
+        raise DatasetError(f"{path}: expected numeric features, got dtype {feats.dtype}")
+    feats = feats.astype(np.float32)
+    if not np.all(np.isfinite(feats)):
+        raise DatasetError(f"{path}: contains NaN or infinite values")
+    feats.flags.writeable = False
+    return feats
+
+
+def load_kg_file(path: Path, n_items: int) -> np.ndarray:
+    """Read ``item relation entity`` triples; duplicates are dropped."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = np.loadtxt(path, dtype=np.int64, ndmin=2)
+    except Exception as exc:
+        raise DatasetError(f"{path}: expected lines of three integers 'head relation tail' ({exc})") from None
+    if raw.size == 0:
+        raise DatasetError(f"{path}: no triples")
+    if raw.shape[1] != 3:
+        raise DatasetError(f"{path}: expected 3 columns, got {raw.shape[1]}")
+    if raw.min() < 0:
+        raise DatasetError(f"{path}: negative id")
+    if raw[:, 0].max() >= n_items:
+        raise DatasetError(f"{path}: item id {raw[:, 0].max()} out of range for {n_items} items")
+    return np.unique(raw, axis=0)
+
+
+def split_validation(train: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Move about `fraction` of each user's train items to validation (seeded, >= 1 item stays)."""
+    rng = np.random.default_rng(seed)
+    coo = train.tocoo()
+    rows, cols = coo.row, coo.col
+    counts = np.bincount(rows, minlength=train.shape[0])
+    order = np.lexsort((rng.random(len(rows)), rows))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[order] = np.arange(len(rows)) - starts[rows[order]]
+    n_val = np.floor(counts * fraction + rng.random(len(counts))).astype(np.int64)
+    n_val = np.minimum(n_val, np.maximum(counts - 1, 0))
+    to_val = rank < n_val[rows]
+    shape = train.shape
+    new_train = sp.csr_matrix((np.ones((~to_val).sum(), np.float32), (rows[~to_val], cols[~to_val])), shape=shape)
+    val = sp.csr_matrix((np.ones(to_val.sum(), np.float32), (rows[to_val], cols[to_val])), shape=shape)
+    return _binary_csr(new_train), _binary_csr(val)
+
+
+def _check_disjoint(a: sp.csr_matrix, b: sp.csr_matrix, what: str) -> None:
+    overlap = a.multiply(b).nnz
+    if overlap:
+        raise DatasetError(f"{what}: {overlap} user-item pairs appear in both splits")
+
+
+def load_folder(path: str | os.PathLike, *, seed: int = 0, val_fraction: float = 0.1,
+                name: str | None = None) -> Dataset:
+    """Load and validate one dataset folder in the authors' format."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: dataset folder not found")
+    notes: list[str] = []
+    train = _load_matrix(folder / "trnMat.pkl", None)
+    if train.nnz == 0:
+        raise DatasetError(f"{folder / 'trnMat.pkl'}: the training set is empty")
+    test = _load_matrix(folder / "tstMat.pkl", train.shape)
+    if (folder / "valMat.pkl").exists():
+        val = _load_matrix(folder / "valMat.pkl", train.shape)
+        _check_disjoint(train, val, f"{folder / 'valMat.pkl'} vs trnMat.pkl")
+    else:
+        train, val = split_validation(train, val_fraction, seed)
+        notes.append(f"no valMat.pkl: derived a validation split of {val.nnz} interactions "
+                     f"({val_fraction:.0%} of train, seed {seed})")
+    _check_disjoint(train, test, f"{folder / 'tstMat.pkl'} vs trnMat.pkl")
+    _check_disjoint(val, test, f"{folder / 'tstMat.pkl'} vs validation")
+    features = {p.name[: -len("_feat.npy")]: _load_features(p, train.shape[1])
+                for p in sorted(folder.glob("*_feat.npy"))}
+    kg = load_kg_file(folder / "kg.txt", train.shape[1]) if (folder / "kg.txt").exists() else None
+    return Dataset(name=name or folder.name, train=_freeze(train), val=_freeze(val), test=_freeze(test),
+                   features=features, kg_triples=kg, notes=tuple(notes))
+
+
+def make_synthetic(n_users: int = 600, n_items: int = 400, n_clusters: int = 8,
+                   interactions: int = 12, seed: int = 0, noise: float = 0.15,
+                   feature_noise: float = 0.6) -> Dataset:
+    """Seeded dataset with planted taste clusters and features that carry the cluster signal.
+
+    Each item belongs to one cluster, each user prefers one cluster; a share ``1 - noise`` of a
+    user's interactions falls in that cluster. Two modalities ("image" 32-d, "text" 16-d) are
+    cluster centroids plus Gaussian noise. Per user one interaction goes to test, one to
+    validation (users with at least 3 distinct items), the rest to train. The item clusters are
+    also written as ``kg_triples`` (item, relation 0, entity = cluster).
+    """
+    if min(n_users, n_items, n_clusters, interactions) < 1 or n_clusters > n_items:
+        raise DatasetError("synthetic: sizes must be positive and clusters <= items")
+    rng = np.random.default_rng(seed)
+    item_cluster = rng.integers(0, n_clusters, n_items)
+    item_cluster[:n_clusters] = np.arange(n_clusters)
+    by_cluster = np.argsort(item_cluster, kind="stable")
+    offsets = np.searchsorted(item_cluster[by_cluster], np.arange(n_clusters + 1))
+    user_cluster = rng.integers(0, n_clusters, n_users)
+    counts = np.maximum(3, rng.poisson(interactions, n_users))
+    users = np.repeat(np.arange(n_users), counts)
+    clusters = user_cluster[users]
+    sizes = offsets[clusters + 1] - offsets[clusters]
+    in_cluster = by_cluster[offsets[clusters] + (rng.random(len(users)) * sizes).astype(np.int64)]
+    uniform = rng.integers(0, n_items, len(users))
+    items = np.where(rng.random(len(users)) < noise, uniform, in_cluster)
+    pairs = np.unique(users * n_items + items)
+    users, items = pairs // n_items, pairs % n_items
+    per_user = np.bincount(users, minlength=n_users)
+    order = np.lexsort((rng.random(len(users)), users))
+    starts = np.concatenate([[0], np.cumsum(per_user)[:-1]])
+    rank = np.empty(len(users), dtype=np.int64)
+    rank[order] = np.arange(len(users)) - starts[users[order]]
+    eligible = per_user[users] >= 3
+    split = np.where(eligible & (rank == 0), 2, np.where(eligible & (rank == 1), 1, 0))
+    shape = (n_users, n_items)
+
+    def part(k: int) -> sp.csr_matrix:
+        m = split == k
+        return _freeze(_binary_csr(sp.csr_matrix((np.ones(m.sum(), np.float32), (users[m], items[m])), shape=shape)))
+
+    features = {}
+    for modality, dim in (("image", 32), ("text", 16)):
+        centroids = rng.normal(size=(n_clusters, dim))
+        feats = (centroids[item_cluster] + feature_noise * rng.normal(size=(n_items, dim))).astype(np.float32)
+        feats.flags.writeable = False
+        features[modality] = feats
+    kg = np.stack([np.arange(n_items), np.zeros(n_items, np.int64), item_cluster], axis=1).astype(np.int64)
+    return Dataset(name="synthetic", train=part(0), val=part(1), test=part(2), features=features,
+                   kg_triples=kg, notes=())
+
+
+def subsample_users(ds: Dataset, n_users: int, seed: int) -> Dataset:
+    """Keep a seeded random subset of users with all their interactions (items unchanged)."""
+    if n_users <= 0 or n_users >= ds.n_users:
+        return ds
+    keep = np.sort(np.random.default_rng(seed).choice(ds.n_users, n_users, replace=False))
+    take = lambda m: _freeze(_binary_csr(m[keep]))  # noqa: E731
+    return replace(ds, name=f"{ds.name}[{n_users} users]", train=take(ds.train), val=take(ds.val),
+                   test=take(ds.test), notes=ds.notes + (f"subsampled {n_users} of {ds.n_users} users (seed {seed})",))
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0,
+                 val_fraction: float = 0.1, max_users: int = 0,
+                 synthetic: Mapping[str, int] | None = None) -> Dataset:
+    """Resolve ``name`` ("synthetic" or a folder under the data dir) and load it."""
+    if name == "synthetic":
+        ds = make_synthetic(seed=seed, **(synthetic or {}))
+    else:
+        root = resolve_data_dir(data_dir)
+        folder = root / name
+        if not (folder / "trnMat.pkl").exists():
+            known = available_datasets(root)
+            hint = f"available: {', '.join(known + ['synthetic'])}" if known else \
+                "set --data-dir or KDIFFE_DATA_DIR to the folder holding the datasets"
+            raise DatasetError(f"unknown dataset {name!r}: no {folder / 'trnMat.pkl'} ({hint})")
+        ds = load_folder(folder, seed=seed, val_fraction=val_fraction, name=name)
+    return subsample_users(ds, max_users, seed)

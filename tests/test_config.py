@@ -1,0 +1,58 @@
+import pytest
+
+from kdiffe.config import VARIANTS, Config, ConfigError, from_dict, parse_overrides
+
+
+def test_paper_defaults():
+    c = Config()
+    assert (c.M, c.R, c.xi, c.t, c.tau, c.theta1, c.theta2, c.q, c.dim) == (50, 12, 0.7, 10, 0.5, 1e-2, 1e-5, 1, 64)
+    assert c.ks == (10, 20, 50) and c.select_on == "val"
+
+
+@pytest.mark.parametrize("variant,use_s,use_kg,use_cl,guided", [
+    ("kdiffe", True, True, True, True), ("no_s", False, True, True, True),
+    ("unguided", True, True, True, False), ("no_cl", True, True, False, True),
+    ("lightgcn", False, False, False, False), ("lightgcn_s", True, False, False, False),
+])
+def test_variant_flags(variant, use_s, use_kg, use_cl, guided):
+    c = Config(variant=variant)
+    assert (c.use_s, c.use_kg, c.use_cl, c.guided) == (use_s, use_kg, use_cl, guided)
+
+
+def test_zero_xi_and_theta1_switch_parts_off():
+    assert not Config(xi=0.0).use_s
+    assert not Config(theta1=0.0).use_cl
+
+
+def test_overrides_are_typed():
+    values = parse_overrides(["xi=0.3", "M=80", "ks=5,10,20", "kg=file", "data_dir=none"])
+    assert values == {"xi": 0.3, "M": 80, "ks": (5, 10, 20), "kg": "file", "data_dir": None}
+    assert isinstance(values["M"], int)
+
+
+@pytest.mark.parametrize("pairs,needle", [
+    (["bogus=1"], "unknown parameter 'bogus'"),
+    (["M=abc"], "M='abc'"),
+    (["M=2.5"], "M='2.5'"),
+    (["novalue"], "expected key=value"),
+])
+def test_bad_overrides(pairs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_overrides(pairs)
+
+
+@pytest.mark.parametrize("values,needle", [
+    ({"M": 0}, "M=0"), ({"R": -3}, "R=-3"), ({"xi": -0.1}, "xi"), ({"tau": 0.0}, "tau"),
+    ({"variant": "nope"}, "variant"), ({"restart": 1.0}, "restart"), ({"metric": "recall@7"}, "metric"),
+    ({"lr": float("nan")}, "lr"), ({"q": 1.5}, "q"), ({"kg": "web"}, "kg"), ({"select_on": "train"}, "select_on"),
+])
+def test_impossible_values(values, needle):
+    with pytest.raises(ConfigError, match=needle):
+        from_dict(values)
+
+
+def test_round_trip():
+    c = Config(M=80, ks=(5, 10, 20), metric="ndcg@10")
+    assert from_dict(c.to_dict()) == c
+    assert c.replace(xi=0.1).xi == 0.1
+    assert set(VARIANTS) == {"kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "lightgcn_s"}

@@ -1,0 +1,77 @@
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from kdiffe.losses import bpr_loss, info_nce, l2_penalty
+from kdiffe.metrics import evaluate, hit_matrix, ranking_metrics
+from kdiffe.sampling import interaction_batches, positive_keys, sample_negatives
+
+
+def test_ranking_metrics_hand_computed():
+    hits = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]], dtype=bool)
+    n_truth = np.array([2, 1, 4])
+    m = ranking_metrics(hits, n_truth, ks=(1, 3))
+    np.testing.assert_allclose(m["recall@1"], [0.5, 0, 0])
+    np.testing.assert_allclose(m["recall@3"], [1.0, 0, 0.25])
+    np.testing.assert_allclose(m["precision@3"], [2 / 3, 0, 1 / 3])
+    ndcg_user0 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    ndcg_user2 = (1 / math.log2(3)) / (1 + 1 / math.log2(3) + 1 / math.log2(4))
+    np.testing.assert_allclose(m["ndcg@3"], [ndcg_user0, 0, ndcg_user2])
+    np.testing.assert_allclose(m["ndcg@1"], [1.0, 0, 0])
+
+
+def test_hit_matrix():
+    truth = sp.csr_matrix(np.array([[0, 1, 0, 1], [1, 0, 0, 0]], dtype=np.float32))
+    hits = hit_matrix(np.array([[3, 0, 1], [2, 0, 1]]), np.array([0, 1]), positive_keys(truth), 4)
+    np.testing.assert_array_equal(hits, [[1, 0, 1], [0, 1, 0]])
+
+
+def test_evaluate_masks_training_items_and_skips_users_without_truth():
+    # 3 users, 4 items; scores prefer item 0 > 1 > 2 > 3 for everyone
+    scores = torch.tensor([[4.0, 3.0, 2.0, 1.0]] * 3)
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0]], dtype=np.float32))
+    truth = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], dtype=np.float32))
+    m = evaluate(lambda u: scores[u], truth, [train], ks=(1, 2), batch_size=1)
+    # user 0: item 0 masked, ranking 1,2,3 -> hit at rank 1; user 1: ranking 0,1 -> miss; user 2 skipped
+    assert m["recall@1"] == 0.5 and m["recall@2"] == 0.5
+    assert m["precision@2"] == 0.25
+    assert m["ndcg@1"] == 0.5
+
+
+def test_negatives_never_hit_positives():
+    rng = np.random.default_rng(0)
+    dense = (rng.random((30, 12)) < 0.7).astype(np.float32)
+    dense[0, :11], dense[0, 11] = 1, 0  # user 0 has a single negative: item 11
+    train = sp.csr_matrix(dense)
+    keys = positive_keys(train)
+    users = np.repeat(np.arange(30), 50)
+    neg = sample_negatives(keys, 12, users, rng)
+    assert not np.any(train[users, neg].A1)
+    assert np.all(neg[users == 0] == 11)
+
+
+def test_batches_cover_every_edge_once():
+    rng = np.random.default_rng(0)
+    train = sp.csr_matrix((rng.random((20, 15)) < 0.3).astype(np.float32))
+    seen = []
+    for u, i, j in interaction_batches(train, positive_keys(train), 7, rng):
+        assert len(u) <= 7
+        assert np.all(train[u, i].A1 == 1) and not np.any(train[u, j].A1)
+        seen += list(zip(u, i))
+    assert sorted(seen) == sorted(zip(*train.nonzero()))
+
+
+def test_bpr_and_l2_known_values():
+    assert math.isclose(bpr_loss(torch.tensor([1.0]), torch.tensor([0.0])).item(), math.log1p(math.exp(-1)), rel_tol=1e-6)
+    e = torch.tensor([[1.0, 2.0], [0.0, 1.0]])
+    assert l2_penalty(e, e).item() == 3.0  # (5 + 1) * 2 / (2 * 2)
+
+
+def test_info_nce_hand_computed():
+    anchor = torch.tensor([[1.0, 0.0]])
+    cands = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    tau = 0.5
+    expected = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + math.exp(0 / tau)))
+    assert math.isclose(info_nce(anchor, cands[:1], cands, tau).item(), expected, rel_tol=1e-6)
