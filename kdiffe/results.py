@@ -17,8 +17,13 @@ BEST_FILE = "best.json"
 #: Hyperparameters the paper sweeps (Figures 5-9), in the paper's order.
 SWEEP_PARAMS = ("M", "R", "xi", "t", "tau", "theta1", "q")
 
-#: Identify a trial and its place in the experiment.
-ID_COLUMNS = ("experiment", "trial_id", "dataset", "variant", "seed", "sweep", "status", "error")
+#: Experiment kinds (column ``kind``).
+KINDS = ("search", "grid", "ablation", "scalability")
+
+#: Identify a trial and its place in the experiment. ``sweep`` names what the trial moves:
+#: a SWEEP_PARAMS name in one-factor grids ("default" for the all-defaults point, which belongs
+#: to every parameter's curve), "t" or "users" in scalability runs, "" otherwise.
+ID_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "seed", "sweep", "status", "error")
 
 #: Per-evaluation measurements.
 TIME_COLUMNS = ("epoch", "seconds_per_epoch", "epoch_seconds", "s_seconds", "wall_time", "n_users", "n_items")
@@ -37,7 +42,7 @@ CONFIG_COLUMNS = tuple(name for name in FIELDS if name not in ("data_dir", "cach
 COLUMNS = ID_COLUMNS + TIME_COLUMNS + METRIC_COLUMNS + CONFIG_COLUMNS
 
 #: What each figure or table needs beyond the identity columns.
-REQUIRED = ("experiment", "trial_id", "dataset", "variant", "seed", "sweep", "status", "epoch",
+REQUIRED = ("experiment", "kind", "trial_id", "dataset", "variant", "seed", "sweep", "status", "epoch",
             "seconds_per_epoch", "val_recall@20", "val_ndcg@20", "test_recall@20", "test_ndcg@20") + SWEEP_PARAMS
 
 
@@ -46,11 +51,13 @@ class SchemaError(ValueError):
 
 
 def result_row(experiment: str, trial_id: str, config: Mapping[str, Any], metrics: Mapping[str, Any],
-               *, sweep: str = "", status: str = "ok", error: str = "", wall_time: float | None = None,
+               *, kind: str = "search", sweep: str = "", status: str = "ok", error: str = "", wall_time: float | None = None,
                n_users: int | None = None, n_items: int | None = None) -> dict[str, Any]:
     """One tidy row from a trial's config and one evaluation's metrics."""
     row: dict[str, Any] = {name: None for name in COLUMNS}
-    row.update(experiment=experiment, trial_id=trial_id, dataset=config.get("dataset"),
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: choose from {', '.join(KINDS)}")
+    row.update(experiment=experiment, kind=kind, trial_id=trial_id, dataset=config.get("dataset"),
                variant=config.get("variant"), seed=config.get("seed"), sweep=sweep, status=status,
                error=error, wall_time=wall_time, n_users=n_users, n_items=n_items)
     for name in CONFIG_COLUMNS:
