@@ -186,15 +186,26 @@ class KnowledgeAggregator(nn.Module):
         return z
 
     def forward(self, items: torch.Tensor, triples: torch.Tensor) -> torch.Tensor:
-        """KG-enhanced item embeddings; ``triples`` is a (n, 3) long tensor (item, relation, entity)."""
+        """KG-enhanced item embeddings; ``triples`` is a (n, 3) long tensor (item, relation, entity).
+
+        rᵀW[z_e ‖ z_j] = rᵀW_e z_e + rᵀW_j z_j is scored per (entity, relation) and
+        (item, relation) once, then gathered per triple, and the weighted sum of entity
+        embeddings is one sparse product: no per-triple matrix product.
+        """
         if triples.numel() == 0:
             return items
         j, r, e = triples[:, 0], triples[:, 1], triples[:, 2]
-        z_e = self.entity_embeddings()[e]
-        z_j = items[j]
-        logits = F.leaky_relu((self.attention(torch.cat([z_e, z_j], dim=1)) * self.relation(r)).sum(dim=1))
+        z_e = self.entity_embeddings()
+        dim = items.shape[1]
+        w_e, w_j = self.attention.weight[:, :dim], self.attention.weight[:, dim:]
+        relations = self.relation.weight
+        entity_scores = (z_e @ w_e.T) @ relations.T  # (E, relations)
+        item_scores = (items @ w_j.T) @ relations.T  # (J, relations)
+        logits = F.leaky_relu(entity_scores[e, r] + item_scores[j, r])
         weight = segment_softmax(logits, j, items.shape[0])
-        summed = items + torch.zeros_like(items).index_add(0, j, weight.unsqueeze(1) * z_e)
+        mixing = torch.sparse_coo_tensor(torch.stack([j, e]), weight, (items.shape[0], z_e.shape[0]),
+                                         check_invariants=False)
+        summed = items + torch.sparse.mm(mixing, z_e)
         scale = items.norm(dim=1, keepdim=True)
         return F.normalize(summed, dim=1) * scale
 

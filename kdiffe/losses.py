@@ -29,7 +29,7 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Ten
     ``positive`` rows must be among ``candidates`` (the other view of all nodes of the type);
     similarity is cosine, divided by the temperature τ.
     """
-    a = F.normalize(anchor, dim=1)
-    pos = (a * F.normalize(positive, dim=1)).sum(dim=1) / tau
-    logits = a @ F.normalize(candidates, dim=1).T / tau
+    a = F.normalize(anchor, dim=1) / tau
+    pos = (a * F.normalize(positive, dim=1)).sum(dim=1)
+    logits = a @ F.normalize(candidates, dim=1).T
     return (torch.logsumexp(logits, dim=1) - pos).mean()

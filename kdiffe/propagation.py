@@ -11,6 +11,8 @@ as a torch sparse tensor; nothing N x N is dense.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -42,17 +44,39 @@ def scipy_to_torch(matrix: sp.spmatrix, device: torch.device | str = "cpu") -> t
 
 def propagation_operator(train: sp.csr_matrix, s: sp.csr_matrix | None = None, xi: float = 0.0,
                          device: torch.device | str = "cpu") -> torch.Tensor:
-    """Symmetric (users + items) operator [[0, L̄], [L̄ᵀ, 0]] as a torch sparse tensor."""
+    """Symmetric (users + items) operator [[0, L̄], [L̄ᵀ, 0]] as a torch sparse CSR tensor.
+
+    CSR is about twice as fast as COO for the forward and backward products on CPU.
+    """
     block = normalized_interactions(train, s, xi)
     square = sp.bmat([[None, block], [block.T, None]], format="csr")
-    return scipy_to_torch(square, device)
+    square.sort_indices()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(torch.from_numpy(square.indptr.astype(np.int64)),
+                                       torch.from_numpy(square.indices.astype(np.int64)),
+                                       torch.from_numpy(square.data.astype(np.float32)),
+                                       square.shape, check_invariants=False).to(device)
+
+
+class _SymmetricProduct(torch.autograd.Function):
+    """y = L x for a symmetric sparse L; the backward is L g, so L is never transposed."""
+
+    @staticmethod
+    def forward(ctx, operator: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.operator = operator
+        return operator @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, ctx.operator @ grad
 
 
 def propagate(operator: torch.Tensor, embeddings: torch.Tensor, layers: int) -> torch.Tensor:
-    """Layer sum Σ_{l=0..layers} L̄^l E^0 (Eq. 3 and 6)."""
+    """Layer sum Σ_{l=0..layers} L̄^l E^0 (Eq. 3 and 6); ``operator`` must be symmetric."""
     total = current = embeddings
     for _ in range(layers):
-        current = torch.sparse.mm(operator, current)
+        current = _SymmetricProduct.apply(operator, current)
         total = total + current
     return total
 

@@ -38,3 +38,16 @@ def test_propagate_equals_dense_layer_sum(seed, layers):
     expected = sum(torch.linalg.matrix_power(dense, l) @ emb for l in range(layers + 1))
     torch.testing.assert_close(propagate(op, emb, layers), expected, rtol=1e-5, atol=1e-5)
     assert torch.allclose(dense, dense.T)
+
+
+def test_gradient_through_propagation_matches_dense():
+    rng = np.random.default_rng(3)
+    a = sp.csr_matrix((rng.random((6, 4)) < 0.5).astype(np.float32))
+    op = propagation_operator(a)
+    emb = torch.randn(10, 3, requires_grad=True)
+    weights = torch.randn(10, 3)
+    (propagate(op, emb, 2) * weights).sum().backward()
+    dense_emb = emb.detach().clone().requires_grad_(True)
+    d = op.to_dense()
+    ((dense_emb + d @ dense_emb + d @ d @ dense_emb) * weights).sum().backward()
+    torch.testing.assert_close(emb.grad, dense_emb.grad, rtol=1e-5, atol=1e-5)
