@@ -175,7 +175,7 @@ class KnowledgeAggregator(nn.Module):
             self.register_buffer(f"centroid_ids_{len(self.projections)}", torch.as_tensor(ids))
             self.register_buffer(f"centroid_feats_{len(self.projections)}", torch.as_tensor(feats))
             proj = nn.Linear(feats.shape[1], dim, bias=False)
-            nn.init.normal_(proj.weight, std=0.1 / math.sqrt(feats.shape[1]))
+            nn.init.xavier_uniform_(proj.weight)
             self.projections.append(proj)
 
     def entity_embeddings(self) -> torch.Tensor:

@@ -1,0 +1,54 @@
+"""Benchmark: test accuracy at the best validation epoch, mean of several seeds, per variant.
+
+Usage: KDIFFE_DATA_DIR=../shared/datasets python benchmarks/bench_accuracy.py --dataset tiktok \\
+           --variants lightgcn lightgcn_s --seeds 3 --epochs 30 [--set key=value ...]
+Prints one markdown row per variant: mean ± std of test Recall@20 / NDCG@20 and validation Recall@20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import machine  # noqa: E402
+from kdiffe import load_dataset, train  # noqa: E402
+from kdiffe.config import from_dict, parse_overrides  # noqa: E402
+
+
+def fmt(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="tiktok")
+    parser.add_argument("--variants", nargs="+", default=["lightgcn", "lightgcn_s", "kdiffe"])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    overrides = parse_overrides(args.overrides)
+    print("| dataset | variant | seeds | epochs | test Recall@20 | test NDCG@20 | val Recall@20 | best epochs | s/epoch |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for variant in args.variants:
+        rows = []
+        for seed in range(args.seeds):
+            cfg = from_dict({"dataset": args.dataset, "variant": variant, "epochs": args.epochs, "seed": seed,
+                             **overrides})
+            ds = load_dataset(args.dataset, seed=seed)
+            rows.append(train(cfg, dataset=ds, log=lambda m: None))
+        recall = [r["test"]["recall@20"] for r in rows]
+        ndcg = [r["test"]["ndcg@20"] for r in rows]
+        val = [r["val"]["recall@20"] for r in rows]
+        print(f"| {args.dataset} | {variant} | {args.seeds} | {args.epochs} | {fmt(recall)} | {fmt(ndcg)} | {fmt(val)} | "
+              f"{', '.join(str(r['best_epoch']) for r in rows)} | "
+              f"{statistics.median(r['seconds_per_epoch'] for r in rows):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
