@@ -1,0 +1,90 @@
+"""Print style of the paper's figures: fonts, colours, markers and display names.
+
+Everything here is a constant; :func:`rc` is applied with ``matplotlib.rc_context`` around each
+figure, so importing this module changes no global matplotlib state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: matplotlib settings for a figure printed at about 7 inches wide (two-column page width).
+RC: dict[str, Any] = {
+    "font.size": 9,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8.5,
+    "figure.titlesize": 10.5,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "pdf.fonttype": 42,  # TrueType in PDFs: editable text, accepted by publishers
+    "ps.fonttype": 42,
+    "savefig.dpi": 200,
+}
+
+#: Okabe-Ito colours (colour-blind safe) and markers that stay distinct in grey-scale print.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+DEFAULT_LINE = {"color": "0.35", "linestyle": ":", "linewidth": 1.2}
+BAND_ALPHA = 0.18
+
+#: Width of a full-page figure and height of one row of panels, inches.
+PAGE_WIDTH = 7.0
+ROW_HEIGHT = 1.85
+
+DATASET_NAMES = {"tiktok": "TikTok", "baby": "Baby", "sports": "Sports", "synthetic": "Synthetic"}
+DATASET_ORDER = ("tiktok", "baby", "sports")
+
+VARIANT_NAMES = {
+    "kdiffe": "KDiffE",
+    "no_s": "KDiffE w/o S",
+    "unguided": "KDiffE w/o guidance",
+    "no_cl": "KDiffE w/o CL",
+    "lightgcn": "LightGCN",
+    "lightgcn_s": "LightGCN + S",
+}
+VARIANT_ORDER = tuple(VARIANT_NAMES)
+
+PARAM_LABELS = {
+    "M": r"walk length $M$",
+    "R": r"walks per node $R$",
+    "xi": r"weight of S, $\xi$",
+    "t": r"diffusion steps $t$",
+    "tau": r"temperature $\tau$",
+    "theta1": r"contrastive weight $\theta_1$",
+    "q": r"top-$q$ entities",
+}
+#: Parameters drawn on a logarithmic axis.
+LOG_PARAMS = frozenset({"theta1", "t"})
+
+METRIC_NAMES = {"test_recall@20": "Recall@20", "test_ndcg@20": "NDCG@20"}
+
+
+def dataset_name(dataset: str) -> str:
+    return DATASET_NAMES.get(str(dataset), str(dataset))
+
+
+def variant_name(variant: str) -> str:
+    return VARIANT_NAMES.get(str(variant), str(variant))
+
+
+def ordered(values: list[str], order: tuple[str, ...]) -> list[str]:
+    """``values`` with those named in ``order`` first (in that order), the rest sorted."""
+    known = [v for v in order if v in values]
+    return known + sorted(v for v in set(values) if v not in order)
+
+
+def color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def marker(index: int) -> str:
+    return MARKERS[index % len(MARKERS)]

@@ -1,0 +1,125 @@
+"""Tables II and III of the paper from tidy results frames (schema: kdiffe.results).
+
+Every number is a test metric at a trial's best *validation* evaluation (:func:`best_rows`),
+averaged over seeds; selection never looks at test.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+#: Paper Table II (KDiffE row): Recall@20, NDCG@20.
+PAPER_TABLE_II = {"tiktok": (0.112, 0.046), "baby": (0.095, 0.040), "sports": (0.102, 0.046)}
+#: Paper Table III (TikTok): variant -> Recall@20, NDCG@20.
+PAPER_TABLE_III = {"tiktok": {"kdiffe": (0.112, 0.046), "no_s": (0.107, 0.041),
+                              "unguided": (0.110, 0.045), "no_cl": (0.107, 0.046)}}
+VARIANT_ORDER = ("kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "lightgcn_s")
+METRICS = ("test_recall@20", "test_ndcg@20")
+
+
+def best_rows(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame:
+    """One row per trial: its evaluation with the highest validation ``metric`` (first on ties)."""
+    ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
+    if ok.empty:
+        return ok
+    index = ok.groupby("trial_id", sort=False)[metric].idxmax()
+    return ok.loc[index.values].reset_index(drop=True)
+
+
+def _order(variants: pd.Series) -> pd.Series:
+    rank = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    return variants.map(lambda v: rank.get(v, len(rank)))
+
+
+def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame:
+    """Each dataset x variant: mean test Recall@20 / NDCG@20 over seeds, the paper's beside."""
+    best = best_rows(frame, metric)
+    rows = []
+    for (dataset, variant), group in best.groupby(["dataset", "variant"], sort=True):
+        paper = PAPER_TABLE_II.get(str(dataset)) if variant == "kdiffe" else None
+        rows.append({"dataset": dataset, "variant": variant, "runs": len(group),
+                     "recall@20": group["test_recall@20"].mean(), "ndcg@20": group["test_ndcg@20"].mean(),
+                     "paper recall@20": paper[0] if paper else np.nan,
+                     "paper ndcg@20": paper[1] if paper else np.nan})
+    table = pd.DataFrame(rows, columns=["dataset", "variant", "runs", "recall@20", "ndcg@20",
+                                        "paper recall@20", "paper ndcg@20"])
+    if table.empty:
+        return table
+    return table.sort_values(["dataset", "variant"], key=lambda c: _order(c) if c.name == "variant" else c) \
+        .reset_index(drop=True)
+
+
+def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str = "kdiffe") -> pd.DataFrame:
+    """Ablations per dataset: mean ± std over seeds and a paired t-test against the full model."""
+    best = best_rows(frame, metric)
+    rows = []
+    for dataset, per_dataset in best.groupby("dataset", sort=True):
+        ref = per_dataset[per_dataset["variant"] == reference].set_index("seed")
+        for variant, group in sorted(per_dataset.groupby("variant"), key=lambda kv: _order(pd.Series([kv[0]]))[0]):
+            row = {"dataset": dataset, "variant": variant, "seeds": len(group)}
+            for name in METRICS:
+                values = group[name].to_numpy(dtype=float)
+                row[f"{name} mean"] = values.mean()
+                row[f"{name} std"] = values.std(ddof=1) if len(values) > 1 else 0.0
+                row[f"{name} p"] = _paired_p(group.set_index("seed")[name], ref[name]) \
+                    if variant != reference and not ref.empty else np.nan
+            paper = PAPER_TABLE_III.get(str(dataset), {}).get(variant)
+            row["paper recall@20"], row["paper ndcg@20"] = paper if paper else (np.nan, np.nan)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paired_p(values: pd.Series, reference: pd.Series) -> float:
+    """Two-sided paired t-test over the seeds both have; NaN with fewer than two pairs."""
+    common = values.index.intersection(reference.index)
+    if len(common) < 2:
+        return np.nan
+    a, b = values.loc[common].to_numpy(float), reference.loc[common].to_numpy(float)
+    if np.allclose(a - b, (a - b)[0]):
+        return 1.0 if np.allclose(a, b) else 0.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def format_table_iii(table: pd.DataFrame) -> pd.DataFrame:
+    """Readable Table III: 'mean ± std' cells and p-values."""
+    out = pd.DataFrame({"dataset": table["dataset"], "variant": table["variant"], "seeds": table["seeds"]})
+    for name, label in zip(METRICS, ("Recall@20", "NDCG@20")):
+        out[label] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(table[f"{name} mean"], table[f"{name} std"])]
+        out[f"p ({label})"] = [_fmt(p, "{:.3g}") for p in table[f"{name} p"]]
+    out["paper"] = [f"{r:.3f} / {n:.3f}" if not math.isnan(r) else "" for r, n in
+                    zip(table["paper recall@20"], table["paper ndcg@20"])]
+    return out
+
+
+def _fmt(value: float, pattern: str = "{:.4f}") -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub markdown table (no tabulate dependency)."""
+    cells = [[_fmt(v) if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    return "\n".join([header, rule] + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+
+
+def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
+    """Write ``stem.md`` and ``stem.csv`` under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, csv = out / f"{stem}.md", out / f"{stem}.csv"
+    md.write_text(to_markdown(table))
+    table.to_csv(csv, index=False)
+    return md, csv
+
+
+def write_table_iii(table: pd.DataFrame, out_dir: str | Path, stem: str = "table_iii") -> tuple[Path, Path]:
+    """Table III: markdown with 'mean ± std' cells, CSV with the raw numbers."""
+    md, csv = write_table(table, out_dir, stem)
+    md.write_text(to_markdown(format_table_iii(table)))
+    return md, csv
