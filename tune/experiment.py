@@ -75,47 +75,45 @@ def validate_configs(candidates: Iterable[Mapping[str, Any]]) -> None:
             raise ConfigError(f"max_users={config.max_users}: {config.dataset} has only {ds.n_users} users")
 
 
-class TidyResults:
-    """Ray callback writing one kdiffe.results row per reported evaluation (and per error)."""
+def results_callback(experiment: str, kind: str, path: Path):
+    """A Ray callback writing one kdiffe.results row per reported evaluation and per error."""
+    from ray.tune import Callback
 
-    def __new__(cls, *args: Any, **kwargs: Any):  # subclass ray's Callback lazily (no import at load)
-        from ray.tune import Callback
+    class TidyResults(Callback):
+        def _append(self, row: dict[str, Any]) -> None:
+            new = not path.exists()
+            with open(path, "a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
 
-        class _Tidy(Callback):
-            def __init__(self, experiment: str, kind: str, path: Path) -> None:
-                self.experiment, self.kind, self.path = experiment, kind, path
+        def _row(self, trial: Any, metrics: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+            config, sweep = resolve_trial_config(trial.config)
+            return result_row(experiment, trial.trial_id, config.to_dict(), metrics, kind=kind, sweep=sweep,
+                              n_users=metrics.get("n_users"), n_items=metrics.get("n_items"), **extra)
 
-            def _append(self, row: dict[str, Any]) -> None:
-                new = not self.path.exists()
-                with open(self.path, "a", newline="") as fh:
-                    writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-                    if new:
-                        writer.writeheader()
-                    writer.writerow(row)
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "epoch" in result:
+                self._append(self._row(trial, result, wall_time=result.get("time_total_s")))
 
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                if "epoch" not in result:
-                    return
-                config, sweep = resolve_trial_config(trial.config)
-                self._append(result_row(self.experiment, trial.trial_id, config.to_dict(), result, kind=self.kind,
-                                        sweep=sweep, wall_time=result.get("time_total_s"),
-                                        n_users=result.get("n_users"), n_items=result.get("n_items")))
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._append(self._row(trial, {}, status="error", error=_error_text(trial)))
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                config, sweep = resolve_trial_config(trial.config)
-                self._append(result_row(self.experiment, trial.trial_id, config.to_dict(), {}, kind=self.kind,
-                                        sweep=sweep, status="error", error=_error_text(trial)))
-
-        return _Tidy(*args, **kwargs)
+    return TidyResults()
 
 
 def _error_text(trial: Any) -> str:
+    """The last line of a failed trial's traceback (Ray's error object, else its error file)."""
+    text = ""
     try:
-        text = trial.get_error()
-        text = str(text) if text else ""
-    except Exception:  # older/newer Ray: fall back to the error file
-        path = getattr(trial, "error_file", None)
-        text = Path(path).read_text() if path and Path(path).exists() else "trial failed"
+        error = trial.get_error()
+        text = str(error) if error else ""
+    except Exception:  # the accessor differs between Ray versions
+        pass
+    path = getattr(trial, "error_file", None)
+    if not text and path and Path(path).exists():
+        text = Path(path).read_text()
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:500] if lines else "trial failed"
 
@@ -171,7 +169,7 @@ def run(exp: Experiment) -> Any:
         fail(f"{exp.path} exists; continue it with --resume or choose another --name")
     start_ray(exp.address)
     trainable = tune.with_resources(kdiffe_trainable, {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial})
-    callbacks = [TidyResults(exp.name, exp.kind, csv_path)]
+    callbacks = [results_callback(exp.name, exp.kind, csv_path)]
     run_config = tune.RunConfig(
         name=exp.name, storage_path=str(exp.storage), callbacks=callbacks, verbose=1,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -181,8 +179,10 @@ def run(exp: Experiment) -> Any:
         if not tune.Tuner.can_restore(str(exp.path)):
             fail(f"--resume: no experiment to resume at {exp.path}")
         tuner = tune.Tuner.restore(str(exp.path), trainable, resume_errored=True, param_space=exp.param_space)
-        # Ray does not keep callbacks across a restore: re-attach ours.
-        tuner._local_tuner._run_config.callbacks = callbacks
+        # Tuner.restore takes no RunConfig: re-attach our callback so resumed trials keep writing rows.
+        local = getattr(tuner, "_local_tuner", None)
+        if local is not None and hasattr(local, "_run_config"):
+            local._run_config.callbacks = callbacks
     else:
         tuner = tune.Tuner(trainable, param_space=exp.param_space,
                            tune_config=_tune_config(exp), run_config=run_config)
