@@ -150,3 +150,16 @@ def test_failing_trials_are_recorded_and_do_not_stop_the_experiment(ray_session,
     assert len(frame) == 2 and set(frame["status"]) == {"error"}
     assert frame["error"].str.contains("no CUDA device").all()
     assert "no successful trial" in capsys.readouterr().out
+
+
+def test_scalability_points_and_users_sweep(ray_session, tmp_path):
+    from tune.scalability import main, points
+
+    grid = points(["tiktok", "sports"], "sports", 35598, None)
+    assert [p["t"] for p in grid if p["sweep"] == "t" and p["dataset"] == "sports"] == [2, 5, 10, 20, 50, 80]
+    assert [p["max_users"] for p in grid if p["sweep"] == "users"] == [5000, 10000, 20000, 30000, 0]
+    assert main([*TINY, "--users-dataset", "synthetic", "--only", "users", "--user-counts", "50,0",
+                 "--epochs", "1", "--storage", str(tmp_path), "--name", "scal"]) == 0
+    frame = pd.read_csv(tmp_path / "scal" / "results.csv")
+    assert set(frame["kind"]) == {"scalability"} and set(frame["sweep"]) == {"users"}
+    assert sorted(frame["n_users"]) == [50, 120] and (frame["seconds_per_epoch"] > 0).all()
