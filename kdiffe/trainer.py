@@ -61,6 +61,14 @@ def peak_memory_mb(device: torch.device) -> float:
     return host
 
 
+def dataset_for(cfg: Config) -> Dataset:
+    """The dataset a config names, with its seed, validation fraction, user subsample and sizes."""
+    synthetic = dict(n_users=cfg.syn_users, n_items=cfg.syn_items, n_clusters=cfg.syn_clusters,
+                     interactions=cfg.syn_interactions)
+    return load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                        max_users=cfg.max_users, synthetic=synthetic)
+
+
 class Progress:
     """A one-line progress bar on stderr, shown only on a terminal."""
 
@@ -101,11 +109,7 @@ class Trainer:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        synthetic = dict(n_users=cfg.syn_users, n_items=cfg.syn_items, n_clusters=cfg.syn_clusters,
-                         interactions=cfg.syn_interactions)
-        self.dataset = ds = dataset or load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed,
-                                                    val_fraction=cfg.val_fraction, max_users=cfg.max_users,
-                                                    synthetic=synthetic)
+        self.dataset = ds = dataset or dataset_for(cfg)
         log(ds.summary())
         for note in ds.notes:
             log(note)
