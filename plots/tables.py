@@ -23,10 +23,15 @@ METRICS = ("test_recall@20", "test_ndcg@20")
 
 
 def best_rows(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame:
-    """One row per trial: its evaluation with the highest validation ``metric`` (first on ties)."""
+    """One row per trial: its evaluation with the highest validation ``metric`` (the earliest on ties).
+
+    Failed trials and rows without the metric are ignored. Every table and figure quotes the test
+    metrics of these rows, so selection never looks at test.
+    """
     ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
     if ok.empty:
         return ok
+    ok = ok.sort_values(["trial_id", "epoch"], kind="stable")
     index = ok.groupby("trial_id", sort=False)[metric].idxmax()
     return ok.loc[index.values].reset_index(drop=True)
 
@@ -37,7 +42,12 @@ def _order(variants: pd.Series) -> pd.Series:
 
 
 def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame:
-    """Each dataset x variant: mean test Recall@20 / NDCG@20 over seeds, the paper's beside."""
+    """Table II: per dataset x variant, mean over trials (seeds) of test Recall@20 / NDCG@20 at each
+    trial's best validation evaluation; the paper's KDiffE numbers beside ours where the dataset matches.
+
+    ``frame`` is a tidy results frame (kdiffe.results schema). Columns: dataset, variant, runs,
+    recall@20, ndcg@20, paper recall@20, paper ndcg@20.
+    """
     best = best_rows(frame, metric)
     rows = []
     for (dataset, variant), group in best.groupby(["dataset", "variant"], sort=True):
@@ -55,7 +65,13 @@ def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame
 
 
 def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str = "kdiffe") -> pd.DataFrame:
-    """Ablations per dataset: mean ± std over seeds and a paired t-test against the full model."""
+    """Table III: per dataset and variant, mean ± std (ddof=1) over seeds of test Recall@20 / NDCG@20
+    at each trial's best validation evaluation, and the two-sided paired t-test
+    (scipy.stats.ttest_rel over the seeds both ran) of each variant against ``reference``.
+
+    Columns: dataset, variant, seeds, ``test_recall@20 mean|std|p``, ``test_ndcg@20 mean|std|p``,
+    paper recall@20, paper ndcg@20 (the paper's Table III where the dataset matches).
+    """
     best = best_rows(frame, metric)
     rows = []
     for dataset, per_dataset in best.groupby("dataset", sort=True):
@@ -65,7 +81,7 @@ def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str
             for name in METRICS:
                 values = group[name].to_numpy(dtype=float)
                 row[f"{name} mean"] = values.mean()
-                row[f"{name} std"] = values.std(ddof=1) if len(values) > 1 else 0.0
+                row[f"{name} std"] = values.std(ddof=1) if len(values) > 1 else np.nan
                 row[f"{name} p"] = _paired_p(group.set_index("seed")[name], ref[name]) \
                     if variant != reference and not ref.empty else np.nan
             paper = PAPER_TABLE_III.get(str(dataset), {}).get(variant)
@@ -76,6 +92,7 @@ def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str
 
 def _paired_p(values: pd.Series, reference: pd.Series) -> float:
     """Two-sided paired t-test over the seeds both have; NaN with fewer than two pairs."""
+    values, reference = values.groupby(level=0).mean(), reference.groupby(level=0).mean()
     common = values.index.intersection(reference.index)
     if len(common) < 2:
         return np.nan
@@ -89,7 +106,8 @@ def format_table_iii(table: pd.DataFrame) -> pd.DataFrame:
     """Readable Table III: 'mean ± std' cells and p-values."""
     out = pd.DataFrame({"dataset": table["dataset"], "variant": table["variant"], "seeds": table["seeds"]})
     for name, label in zip(METRICS, ("Recall@20", "NDCG@20")):
-        out[label] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(table[f"{name} mean"], table[f"{name} std"])]
+        out[label] = [f"{m:.4f}" if math.isnan(s) else f"{m:.4f} ± {s:.4f}"
+                      for m, s in zip(table[f"{name} mean"], table[f"{name} std"])]
         out[f"p ({label})"] = [_fmt(p, "{:.3g}") for p in table[f"{name} p"]]
     out["paper"] = [f"{r:.3f} / {n:.3f}" if not math.isnan(r) else "" for r, n in
                     zip(table["paper recall@20"], table["paper ndcg@20"])]
@@ -101,7 +119,7 @@ def _fmt(value: float, pattern: str = "{:.4f}") -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub markdown table (no tabulate dependency)."""
+    """A GitHub markdown table (no tabulate dependency); floats with 4 decimals, NaN blank."""
     cells = [[_fmt(v) if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
     header = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
@@ -109,7 +127,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
-    """Write ``stem.md`` and ``stem.csv`` under ``out_dir``."""
+    """Write ``stem.md`` (markdown) and ``stem.csv`` (raw numbers) under ``out_dir``; returns both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, csv = out / f"{stem}.md", out / f"{stem}.csv"
@@ -118,8 +136,17 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str) -> tuple[Pa
     return md, csv
 
 
+def table_iii_markdown(table: pd.DataFrame) -> str:
+    """Table III as markdown: one block (heading + table) per dataset, 'mean ± std' cells."""
+    readable = format_table_iii(table)
+    blocks = []
+    for dataset, block in readable.groupby("dataset", sort=False):
+        blocks.append(f"### Table III: {dataset}\n\n" + to_markdown(block.drop(columns="dataset")))
+    return "\n".join(blocks)
+
+
 def write_table_iii(table: pd.DataFrame, out_dir: str | Path, stem: str = "table_iii") -> tuple[Path, Path]:
-    """Table III: markdown with 'mean ± std' cells, CSV with the raw numbers."""
+    """Table III: ``stem.md`` with one 'mean ± std' block per dataset, ``stem.csv`` with the raw numbers."""
     md, csv = write_table(table, out_dir, stem)
-    md.write_text(to_markdown(format_table_iii(table)))
+    md.write_text(table_iii_markdown(table))
     return md, csv

@@ -1,0 +1,110 @@
+"""Tables II and III (plots/tables.py) on a hand-made results frame with known answers."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdiffe.config import Config
+from kdiffe.results import COLUMNS, result_row
+from plots.tables import best_rows, table_ii, table_iii, table_iii_markdown, write_table, write_table_iii
+
+# test Recall@20 / NDCG@20 at each trial's best validation epoch, per (dataset, variant): seed -> value
+RECALL = {("tiktok", "kdiffe"): {0: 0.10, 1: 0.12, 2: 0.14},
+          ("tiktok", "no_s"): {0: 0.09, 1: 0.10, 2: 0.14},
+          ("tiktok", "unguided"): {0: 0.08, 1: 0.12},
+          ("tiktok", "no_cl"): {0: 0.10, 1: 0.12, 2: 0.14},
+          ("tiktok", "lightgcn"): {0: 0.07, 1: 0.09, 2: 0.11},
+          ("baby", "kdiffe"): {0: 0.20, 1: 0.30},
+          ("baby", "no_cl"): {0: 0.10, 1: 0.30}}
+
+
+def rows_of_trial(dataset, variant, seed, recall):
+    """Two evaluations: epoch 1 has the higher *test* value (a trap), epoch 2 the higher validation."""
+    config = Config(dataset=dataset, variant=variant, seed=seed).to_dict()
+    trial = f"{dataset}-{variant}-{seed}"
+    evaluations = [(1, 0.1, recall + 0.5), (2, 0.2, recall), (3, 0.2, recall + 0.3)]  # epoch 3 ties epoch 2
+    return [result_row("hand", trial, config, {"epoch": e, "val_recall@20": v, "val_ndcg@20": v / 2,
+                                               "test_recall@20": t, "test_ndcg@20": t / 2}, kind="ablation")
+            for e, v, t in evaluations]
+
+
+@pytest.fixture
+def frame():
+    rows = [row for (dataset, variant), seeds in RECALL.items() for seed, recall in seeds.items()
+            for row in rows_of_trial(dataset, variant, seed, recall)]
+    failed = result_row("hand", "tiktok-kdiffe-9", Config(dataset="tiktok", seed=9).to_dict(), {},
+                        kind="ablation", status="error", error="CUDA out of memory")
+    return pd.DataFrame(rows + [failed], columns=list(COLUMNS))
+
+
+def test_best_rows_take_the_best_validation_epoch(frame):
+    best = best_rows(frame)
+    assert len(best) == sum(len(s) for s in RECALL.values())  # the failed trial is dropped
+    assert set(best["epoch"]) == {2}  # not the best test epoch (1), the earliest of the tied (2, 3)
+    kdiffe = best[best["trial_id"] == "tiktok-kdiffe-1"].iloc[0]
+    assert kdiffe["test_recall@20"] == pytest.approx(0.12)
+
+
+def test_table_iii_means_stds_and_paired_p_values(frame):
+    table = table_iii(frame).set_index(["dataset", "variant"])
+    assert list(table.loc["tiktok"].index) == ["kdiffe", "no_s", "unguided", "no_cl", "lightgcn"]
+    row = table.loc[("tiktok", "kdiffe")]
+    assert row["seeds"] == 3 and math.isnan(row["test_recall@20 p"])
+    assert row["test_recall@20 mean"] == pytest.approx(0.12) and row["test_recall@20 std"] == pytest.approx(0.02)
+    assert row["test_ndcg@20 mean"] == pytest.approx(0.06) and row["test_ndcg@20 std"] == pytest.approx(0.01)
+    # no_s - kdiffe = (-0.01, -0.02, 0): t = -sqrt(3) with 2 df, two-sided p = 1 - |t| / sqrt(t^2 + 2)
+    no_s = table.loc[("tiktok", "no_s")]
+    assert no_s["test_recall@20 mean"] == pytest.approx(0.11)
+    assert no_s["test_recall@20 std"] == pytest.approx(np.std([0.09, 0.10, 0.14], ddof=1))
+    assert no_s["test_recall@20 p"] == pytest.approx(1 - math.sqrt(3 / 5))
+    assert no_s["test_ndcg@20 p"] == pytest.approx(1 - math.sqrt(3 / 5))
+    # unguided ran seeds 0 and 1 only: paired over those; differences (-0.02, 0): t = -1 with 1 df, p = 0.5
+    assert table.loc[("tiktok", "unguided"), "test_recall@20 p"] == pytest.approx(0.5)
+    assert table.loc[("tiktok", "no_cl"), "test_recall@20 p"] == 1.0  # identical to the full model
+    assert table.loc[("tiktok", "lightgcn"), "test_recall@20 p"] == 0.0  # a constant gap
+    # the paper's Table III beside ours on TikTok, nothing on Baby
+    assert (table.loc[("tiktok", "no_s"), "paper recall@20"], table.loc[("tiktok", "no_s"), "paper ndcg@20"]) \
+        == (0.107, 0.041)
+    assert math.isnan(table.loc[("tiktok", "lightgcn"), "paper recall@20"])
+    baby = table.loc["baby"]
+    assert baby.loc["no_cl", "test_recall@20 mean"] == pytest.approx(0.20)
+    assert baby.loc["no_cl", "test_recall@20 p"] == pytest.approx(0.5)  # diffs (-0.1, 0), 1 df
+    assert math.isnan(baby.loc["kdiffe", "paper recall@20"])
+
+
+def test_table_iii_markdown_has_one_block_per_dataset(frame, tmp_path):
+    table = table_iii(frame)
+    md, csv = write_table_iii(table, tmp_path / "out")
+    text = md.read_text()
+    assert text == table_iii_markdown(table)
+    assert text.index("### Table III: baby") < text.index("### Table III: tiktok")
+    assert "| kdiffe | 3 | 0.1200 ± 0.0200 |" in text and "0.225" in text
+    assert "0.107 / 0.041" in text
+    pd.testing.assert_frame_equal(pd.read_csv(csv), table, check_dtype=False)
+
+
+def test_table_ii_means_with_the_papers_numbers(frame):
+    table = table_ii(frame)
+    assert list(zip(table["dataset"], table["variant"])) == [
+        ("baby", "kdiffe"), ("baby", "no_cl"),
+        ("tiktok", "kdiffe"), ("tiktok", "no_s"), ("tiktok", "unguided"), ("tiktok", "no_cl"), ("tiktok", "lightgcn")]
+    indexed = table.set_index(["dataset", "variant"])
+    assert indexed.loc[("tiktok", "kdiffe"), "recall@20"] == pytest.approx(0.12)
+    assert indexed.loc[("tiktok", "kdiffe"), "ndcg@20"] == pytest.approx(0.06)
+    assert indexed.loc[("tiktok", "unguided"), "runs"] == 2
+    assert indexed.loc[("baby", "kdiffe"), "recall@20"] == pytest.approx(0.25)
+    assert tuple(indexed.loc[("tiktok", "kdiffe"), ["paper recall@20", "paper ndcg@20"]]) == (0.112, 0.046)
+    assert tuple(indexed.loc[("baby", "kdiffe"), ["paper recall@20", "paper ndcg@20"]]) == (0.095, 0.040)
+    assert math.isnan(indexed.loc[("tiktok", "no_s"), "paper recall@20"])
+
+
+def test_write_table_and_empty_frames(frame, tmp_path):
+    md, csv = write_table(table_ii(frame), tmp_path, "table_ii")
+    assert md.name == "table_ii.md" and csv.name == "table_ii.csv"
+    lines = md.read_text().splitlines()
+    assert lines[0].startswith("| dataset | variant | runs | recall@20") and len(lines) == 2 + 7
+    assert "| tiktok | kdiffe | 3 | 0.1200 | 0.0600 | 0.1120 | 0.0460 |" in lines
+    empty = frame[frame["status"] == "error"]
+    assert table_ii(empty).empty and table_iii(empty).empty
