@@ -229,10 +229,16 @@ class Trainer:
     def selection_key(self) -> str:
         return f"{self.config.select_on}_{self.config.metric}"
 
+    @property
+    def finished(self) -> bool:
+        """All epochs done, or early stopping triggered (also true for a restored finished run)."""
+        stopped = bool(self.config.patience) and self.history.bad_evaluations >= self.config.patience
+        return self.epoch >= self.config.epochs or stopped
+
     def run(self, report: Report | None = None) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping; returns the summary dict."""
         cfg, hist = self.config, self.history
-        while self.epoch < cfg.epochs:
+        while not self.finished:
             stats = self.train_epoch()
             if self.epoch % cfg.eval_every and self.epoch != cfg.epochs:
                 continue

@@ -72,3 +72,17 @@ def test_short_real_tiktok_run(datasets_dir):
     summary = train(cfg, **QUIET)
     assert summary["val"]["recall@20"] > 0.02  # random ranking gives 20 / 6710 = 0.003
     assert summary["epochs_run"] == 2
+
+
+def test_restored_early_stopped_run_does_not_train_again(tmp_path, synthetic):
+    cfg = Config(variant="lightgcn", epochs=50, patience=2, lr=1e-6, metric="recall@10")
+    first = Trainer(cfg, synthetic, **QUIET)
+    first.run()
+    assert first.finished and first.epoch < 50
+    first.save(tmp_path)
+    again = Trainer(cfg, synthetic, **QUIET)
+    again.load(tmp_path)
+    assert again.finished
+    reports = []
+    again.run(reports.append)
+    assert reports == [] and again.epoch == first.epoch

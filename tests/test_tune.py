@@ -202,7 +202,7 @@ def test_killed_experiment_resumes_without_repeating_trials(tmp_path):
     resumed = script("tune/search.py", *args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = pd.read_csv(csv)
-    assert after["trial_id"].nunique() == 6 and len(after) == 12  # 6 trials x 2 evaluations
+    assert after["trial_id"].nunique() == 6 and len(after) == 12, after[["trial_id", "epoch", "status", "error"]].to_string()  # 6 trials x 2 evaluations
     assert not after.duplicated(["trial_id", "epoch"]).any()
     assert sorted(after.drop_duplicates("trial_id")["q"]) == [1, 2, 3, 4, 5, 6]
     # trials finished before the kill were kept, not run again

@@ -47,4 +47,10 @@ def kdiffe_trainable(trial_config: dict[str, Any]) -> None:
             trainer.save(folder)
             tune.report({**metrics, **sizes}, checkpoint=tune.Checkpoint.from_directory(folder))
 
+    if trainer.finished and trainer.history.evaluations:
+        # restored from the checkpoint of its last evaluation (the run was cut off right after it):
+        # report that evaluation again so Ray records the trial as finished; rows are de-duplicated
+        last = trainer.history.evaluations[-1]
+        report({**last, "best_epoch": trainer.history.best["epoch"], "done": True})
+        return
     trainer.run(report)
