@@ -25,6 +25,7 @@ from kdiffe.config import ConfigError, from_dict
 from kdiffe.data import available_datasets, load_dataset, resolve_data_dir
 from kdiffe.knowledge import default_concepts
 from kdiffe.results import BEST_FILE, COLUMNS, RESULTS_FILE, result_row
+from kdiffe.trainer import dataset_for
 
 from .trainable import kdiffe_trainable, resolve_trial_config
 
@@ -135,13 +136,10 @@ def validate_configs(candidates: Iterable[Mapping[str, Any]]) -> None:
     datasets: dict[tuple[Any, ...], Any] = {}
     for values in candidates:
         config, _ = resolve_trial_config(values)
-        synthetic = dict(n_users=config.syn_users, n_items=config.syn_items, n_clusters=config.syn_clusters,
-                         interactions=config.syn_interactions)
-        key = (config.dataset, config.data_dir, config.val_fraction,
-               tuple(synthetic.values()) if config.dataset == "synthetic" else ())
+        sizes = (config.syn_users, config.syn_items, config.syn_clusters, config.syn_interactions)
+        key = (config.dataset, config.data_dir, config.val_fraction, sizes if config.dataset == "synthetic" else ())
         if key not in datasets:
-            datasets[key] = load_dataset(config.dataset, config.data_dir, seed=config.seed,
-                                         val_fraction=config.val_fraction, synthetic=synthetic)
+            datasets[key] = dataset_for(config.replace(max_users=0))
         ds = datasets[key]
         concepts = min(config.concepts or default_concepts(ds.n_items), ds.n_items)
         if config.use_kg and config.kg == "features" and ds.features and config.q > concepts:
