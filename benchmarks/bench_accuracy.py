@@ -3,11 +3,14 @@
 Usage: KDIFFE_DATA_DIR=../shared/datasets python benchmarks/bench_accuracy.py --dataset tiktok \\
            --variants lightgcn lightgcn_s --seeds 3 --epochs 30 [--set key=value ...]
 Prints one markdown row per variant: mean ± std of test Recall@20 / NDCG@20 and validation Recall@20.
+``--set VARIANT.key=value`` applies to one variant only (e.g. each variant's validation-chosen θ₂).
+``--jsonl FILE`` also appends every run's summary (one JSON object per line) as soon as it ends.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -16,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine  # noqa: E402
 from kdiffe import load_dataset, train  # noqa: E402
-from kdiffe.config import from_dict, parse_overrides  # noqa: E402
+from kdiffe.config import VARIANTS, ConfigError, from_dict, parse_overrides
+from kdiffe.data import DatasetError  # noqa: E402
 
 
 def fmt(values: list[float]) -> str:
@@ -30,25 +34,36 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--jsonl", type=Path, default=None, help="append each run's summary here")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    overrides = parse_overrides(args.overrides)
-    print("| dataset | variant | seeds | epochs | test Recall@20 | test NDCG@20 | val Recall@20 | best epochs | s/epoch |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    shared = [o for o in args.overrides if o.partition("=")[0].partition(".")[0] not in VARIANTS]
+    overrides = parse_overrides(shared)
+    per_variant = {v: parse_overrides([o.partition(".")[2] for o in args.overrides if o.startswith(v + ".")])
+                   for v in args.variants}
+    print("| dataset | variant | settings | seeds | epochs | test Recall@20 | test NDCG@20 | val Recall@20 | best epochs | s/epoch |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for variant in args.variants:
         rows = []
         for seed in range(args.seeds):
             cfg = from_dict({"dataset": args.dataset, "variant": variant, "epochs": args.epochs, "seed": seed,
-                             **overrides})
+                             **overrides, **per_variant[variant]})
             ds = load_dataset(args.dataset, seed=seed)
             rows.append(train(cfg, dataset=ds, log=lambda m: None))
+            if args.jsonl:
+                with args.jsonl.open("a") as fh:
+                    fh.write(json.dumps(rows[-1]) + "\n")
         recall = [r["test"]["recall@20"] for r in rows]
         ndcg = [r["test"]["ndcg@20"] for r in rows]
         val = [r["val"]["recall@20"] for r in rows]
-        print(f"| {args.dataset} | {variant} | {args.seeds} | {args.epochs} | {fmt(recall)} | {fmt(ndcg)} | {fmt(val)} | "
+        settings = " ".join(f"{k}={v}" for k, v in {**overrides, **per_variant[variant]}.items())
+        print(f"| {args.dataset} | {variant} | {settings} | {args.seeds} | {args.epochs} | {fmt(recall)} | {fmt(ndcg)} | {fmt(val)} | "
               f"{', '.join(str(r['best_epoch']) for r in rows)} | "
               f"{statistics.median(r['seconds_per_epoch'] for r in rows):.2f} |", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConfigError, DatasetError) as exc:
+        sys.exit(f"error: {exc}")

@@ -35,6 +35,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
 
 KG_SOURCES = ("features", "file", "none")
 SELECT_ON = ("val", "test")
+L2_SCOPES = ("params", "batch")
 
 
 class ConfigError(ValueError):
@@ -66,7 +67,8 @@ class Config:
     lr: float = 1e-3
     dim: int = 64  #: d, embedding size
     layers: int = 2  #: LightGCN layers
-    theta2: float = 1e-5  #: theta_2, L2 weight on the batch's embeddings (Eq. 14)
+    theta2: float = 1e-5  #: theta_2, weight of the L2 term of Eq. 14
+    l2: str = "params"  #: "params": θ2 ||Θ||² over every model parameter (Eq. 14, authors' code); "batch": LightGCN's batch-embedding L2
 
     # attention-aware matrix S (Eq. 4-5)
     M: int = 50  #: length of each random walk with restart
@@ -175,6 +177,8 @@ def validate(cfg: Config) -> None:
         bad("variant", f"unknown variant; choose from {', '.join(VARIANTS)}")
     if cfg.kg not in KG_SOURCES:
         bad("kg", f"choose from {', '.join(KG_SOURCES)}")
+    if cfg.l2 not in L2_SCOPES:
+        bad("l2", f"choose from {', '.join(L2_SCOPES)}")
     if cfg.select_on not in SELECT_ON:
         bad("select_on", "choose from val, test")
     if not 0 <= cfg.restart < 1:

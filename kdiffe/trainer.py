@@ -27,7 +27,7 @@ from .config import Config, ConfigError
 from .data import Dataset, load_dataset
 from .diffusion import Denoiser, GaussianDiffusion, top_q_per_relation, user_guidance_operator
 from .knowledge import build_knowledge
-from .losses import bpr_loss, info_nce, l2_penalty
+from .losses import bpr_loss, info_nce, l2_penalty, parameter_norm
 from .metrics import evaluate
 from .model import KDiffE
 from .propagation import propagation_operator
@@ -194,8 +194,11 @@ class Trainer:
             u, i, j = (torch.as_tensor(a, device=self.device) for a in (users, pos, neg))
             z_u, z_i = self.model(self.triples)
             bpr = bpr_loss((z_u[u] * z_i[i]).sum(1), (z_u[u] * z_i[j]).sum(1))
-            loss = bpr + cfg.theta2 * l2_penalty(self.model.user.weight[u], self.model.item.weight[i],
-                                                 self.model.item.weight[j])
+            if cfg.l2 == "params":
+                reg = parameter_norm(self.model.parameters())
+            else:
+                reg = l2_penalty(self.model.user.weight[u], self.model.item.weight[i], self.model.item.weight[j])
+            loss = bpr + cfg.theta2 * reg
             if cfg.use_cl and self.denoiser is not None:
                 v_u, v_i = self.model(self.view_triples)
                 uu, ii = torch.unique(u), torch.unique(i)

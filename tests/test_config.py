@@ -6,7 +6,7 @@ from kdiffe.config import VARIANTS, Config, ConfigError, from_dict, parse_overri
 def test_paper_defaults():
     c = Config()
     assert (c.M, c.R, c.xi, c.t, c.tau, c.theta1, c.theta2, c.q, c.dim) == (50, 12, 0.7, 10, 0.5, 1e-2, 1e-5, 1, 64)
-    assert c.ks == (10, 20, 50) and c.select_on == "val"
+    assert c.ks == (10, 20, 50) and c.select_on == "val" and c.l2 == "params"
 
 
 @pytest.mark.parametrize("variant,use_s,use_kg,use_cl,guided", [
@@ -45,6 +45,7 @@ def test_bad_overrides(pairs, needle):
     ({"M": 0}, "M=0"), ({"R": -3}, "R=-3"), ({"xi": -0.1}, "xi"), ({"tau": 0.0}, "tau"),
     ({"variant": "nope"}, "variant"), ({"restart": 1.0}, "restart"), ({"metric": "recall@7"}, "metric"),
     ({"lr": float("nan")}, "lr"), ({"q": 1.5}, "q"), ({"kg": "web"}, "kg"), ({"select_on": "train"}, "select_on"),
+    ({"l2": "all"}, "l2="),
 ])
 def test_impossible_values(values, needle):
     with pytest.raises(ConfigError, match=needle):

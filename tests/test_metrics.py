@@ -4,7 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from kdiffe.losses import bpr_loss, info_nce, l2_penalty
+from kdiffe.losses import bpr_loss, info_nce, l2_penalty, parameter_norm
 from kdiffe.metrics import evaluate, hit_matrix, ranking_metrics
 from kdiffe.sampling import interaction_batches, positive_keys, sample_negatives
 
@@ -67,6 +67,7 @@ def test_bpr_and_l2_known_values():
     assert math.isclose(bpr_loss(torch.tensor([1.0]), torch.tensor([0.0])).item(), math.log1p(math.exp(-1)), rel_tol=1e-6)
     e = torch.tensor([[1.0, 2.0], [0.0, 1.0]])
     assert l2_penalty(e, e).item() == 3.0  # (5 + 1) * 2 / (2 * 2)
+    assert parameter_norm([e, torch.tensor([3.0])]).item() == 15.0  # 1 + 4 + 0 + 1 + 9
 
 
 def test_info_nce_hand_computed():

@@ -209,3 +209,15 @@ def test_killed_experiment_resumes_without_repeating_trials(tmp_path):
     keep = ["trial_id", "epoch", "wall_time", "val_recall@20"]
     kept = after[after["trial_id"].isin(finished["trial_id"])][keep].sort_values(keep[:2]).reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, finished[keep].sort_values(keep[:2]).reset_index(drop=True))
+
+
+def test_rows_appended_to_an_older_csv_keep_its_columns(tmp_path):
+    from tune.experiment import results_callback
+    path = tmp_path / "results.csv"
+    old = [c for c in COLUMNS if c != "l2"]  # a CSV started before the l2 column existed
+    path.write_text(",".join(old) + "\n")
+    row = {c: f"v-{c}" for c in COLUMNS}
+    results_callback("exp", "search", path)._append(row)
+    frame = pd.read_csv(path, dtype=str)
+    assert list(frame.columns) == old
+    assert all(frame.loc[0, c] == f"v-{c}" for c in old)

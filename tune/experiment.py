@@ -163,6 +163,11 @@ def check_resources(exp: Experiment) -> None:
 
 
 # ------------------------------------------------------------------------------ tidy results
+def _csv_header(path: Path) -> list[str]:
+    with open(path, newline="") as fh:
+        return next(csv.reader(fh), None) or list(COLUMNS)
+
+
 def results_callback(experiment: str, kind: str, path: Path) -> Any:
     """A Ray Tune callback appending one kdiffe.results row per reported evaluation and per error."""
     from ray.tune import Callback
@@ -176,8 +181,11 @@ def results_callback(experiment: str, kind: str, path: Path) -> Any:
 
         def _append(self, row: dict[str, Any]) -> None:
             new = not path.exists() or path.stat().st_size == 0
+            # a resumed experiment keeps the header its CSV was started with (older versions may
+            # lack newer config columns); the row's extra columns are then dropped, never shifted
+            fieldnames = list(COLUMNS) if new else _csv_header(path)
             with open(path, "a", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+                writer = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
                 if new:
                     writer.writeheader()
                 writer.writerow(row)
