@@ -211,13 +211,16 @@ def test_killed_experiment_resumes_without_repeating_trials(tmp_path):
     pd.testing.assert_frame_equal(kept, finished[keep].sort_values(keep[:2]).reset_index(drop=True))
 
 
-def test_rows_appended_to_an_older_csv_keep_its_columns(tmp_path):
-    from tune.experiment import results_callback
+def test_resuming_an_older_csv_adds_its_missing_columns_without_shifting_rows(tmp_path):
+    from tune.experiment import results_callback, tidy_frame
     path = tmp_path / "results.csv"
     old = [c for c in COLUMNS if c != "l2"]  # a CSV started before the l2 column existed
-    path.write_text(",".join(old) + "\n")
-    row = {c: f"v-{c}" for c in COLUMNS}
+    first = {c: f"v-{c}" for c in old} | {"trial_id": "t1", "status": "ok", "epoch": "1"}
+    pd.DataFrame([first], columns=old).to_csv(path, index=False)
+    tidy_frame(path).to_csv(path, index=False)  # what run() does before resuming
+    row = {c: f"v-{c}" for c in COLUMNS} | {"trial_id": "t2", "status": "ok", "epoch": "1"}
     results_callback("exp", "search", path)._append(row)
     frame = pd.read_csv(path, dtype=str)
-    assert list(frame.columns) == old
-    assert all(frame.loc[0, c] == f"v-{c}" for c in old)
+    assert list(frame.columns) == list(COLUMNS)
+    assert all(frame.loc[0, c] == first[c] for c in old) and pd.isna(frame.loc[0, "l2"])
+    assert all(frame.loc[1, c] == row[c] for c in COLUMNS)

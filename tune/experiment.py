@@ -163,11 +163,6 @@ def check_resources(exp: Experiment) -> None:
 
 
 # ------------------------------------------------------------------------------ tidy results
-def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="") as fh:
-        return next(csv.reader(fh), None) or list(COLUMNS)
-
-
 def results_callback(experiment: str, kind: str, path: Path) -> Any:
     """A Ray Tune callback appending one kdiffe.results row per reported evaluation and per error."""
     from ray.tune import Callback
@@ -181,11 +176,8 @@ def results_callback(experiment: str, kind: str, path: Path) -> Any:
 
         def _append(self, row: dict[str, Any]) -> None:
             new = not path.exists() or path.stat().st_size == 0
-            # a resumed experiment keeps the header its CSV was started with (older versions may
-            # lack newer config columns); the row's extra columns are then dropped, never shifted
-            fieldnames = list(COLUMNS) if new else _csv_header(path)
             with open(path, "a", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
+                writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
                 if new:
                     writer.writeheader()
                 writer.writerow(row)
@@ -235,7 +227,7 @@ def tidy_frame(path: Path) -> Any:
 
     Evaluations keep their last copy per (trial, epoch); a trial's error row is dropped when the
     trial reported again after it (``--resume`` retried it and it went on); a line torn by a kill
-    is skipped.
+    is skipped. A CSV written before a column existed gets that column, empty.
     """
     import pandas as pd
 
@@ -247,7 +239,7 @@ def tidy_frame(path: Path) -> Any:
     last_ok_of_trial = frame["trial_id"].map(last_ok).astype(float).fillna(-1.0)
     errors = frame[~is_ok & (position > last_ok_of_trial)].drop_duplicates(["trial_id"], keep="last")
     ok = frame[is_ok].drop_duplicates(["trial_id", "epoch"], keep="last")
-    return pd.concat([ok, errors], ignore_index=True)[list(COLUMNS)]
+    return pd.concat([ok, errors], ignore_index=True).reindex(columns=list(COLUMNS))
 
 
 def best_evaluation(frame: Any, metric: str) -> dict[str, Any] | None:
@@ -272,10 +264,15 @@ def write_best(frame: Any, exp: Experiment) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------ running
-def start_ray(address: str | None) -> None:
-    """Join ``address``, or start a local Ray without dashboard; no-op when Ray is already up."""
+def _set_ray_env() -> None:
+    """RAY_ENV defaults, set before Ray is imported (a user's own values win)."""
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def start_ray(address: str | None) -> None:
+    """Join ``address``, or start a local Ray without dashboard; no-op when Ray is already up."""
+    _set_ray_env()
     import ray
 
     if ray.is_initialized():
@@ -288,8 +285,7 @@ def start_ray(address: str | None) -> None:
 
 def run(exp: Experiment) -> Any:
     """Run (or resume) the experiment; returns the tidy DataFrame of its results."""
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
+    _set_ray_env()
     from ray import tune
 
     csv_path = exp.path / RESULTS_FILE
