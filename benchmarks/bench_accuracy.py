@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine  # noqa: E402
-from kdiffe import load_dataset, train  # noqa: E402
-from kdiffe.config import VARIANTS, ConfigError, from_dict, parse_overrides
+from kdiffe import train  # noqa: E402
+from kdiffe.config import VARIANTS, ConfigError, from_dict, parse_overrides  # noqa: E402
 from kdiffe.data import DatasetError  # noqa: E402
 
 
@@ -37,10 +37,15 @@ def main() -> None:
     parser.add_argument("--jsonl", type=Path, default=None, help="append each run's summary here")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    shared = [o for o in args.overrides if o.partition("=")[0].partition(".")[0] not in VARIANTS]
+    shared, scoped = [], {v: [] for v in VARIANTS}
+    for pair in args.overrides:
+        prefix, dot, rest = pair.partition(".")
+        if dot and prefix in VARIANTS:
+            scoped[prefix].append(rest)
+        else:
+            shared.append(pair)
     overrides = parse_overrides(shared)
-    per_variant = {v: parse_overrides([o.partition(".")[2] for o in args.overrides if o.startswith(v + ".")])
-                   for v in args.variants}
+    per_variant = {v: parse_overrides(pairs) for v, pairs in scoped.items()}
     print("| dataset | variant | settings | seeds | epochs | test Recall@20 | test NDCG@20 | val Recall@20 | best epochs | s/epoch |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for variant in args.variants:
@@ -48,8 +53,7 @@ def main() -> None:
         for seed in range(args.seeds):
             cfg = from_dict({"dataset": args.dataset, "variant": variant, "epochs": args.epochs, "seed": seed,
                              **overrides, **per_variant[variant]})
-            ds = load_dataset(args.dataset, seed=seed)
-            rows.append(train(cfg, dataset=ds, log=lambda m: None))
+            rows.append(train(cfg, log=lambda m: None))
             if args.jsonl:
                 with args.jsonl.open("a") as fh:
                     fh.write(json.dumps(rows[-1]) + "\n")

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from plots.style import VARIANT_ORDER
+
 #: Paper Table II (KDiffE row): Recall@20, NDCG@20.
 PAPER_TABLE_II = {"tiktok": (0.112, 0.046), "baby": (0.095, 0.040), "sports": (0.102, 0.046)}
 #: Paper Table III (TikTok): variant -> Recall@20, NDCG@20.
 PAPER_TABLE_III = {"tiktok": {"kdiffe": (0.112, 0.046), "no_s": (0.107, 0.041),
                               "unguided": (0.110, 0.045), "no_cl": (0.107, 0.046)}}
-VARIANT_ORDER = ("kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "lightgcn_s")
 METRICS = ("test_recall@20", "test_ndcg@20")
 
 

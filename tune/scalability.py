@@ -20,8 +20,9 @@ from typing import Any, Iterable, Sequence
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdiffe.config import ConfigError, parse_overrides  # noqa: E402
-from kdiffe.data import DatasetError, load_dataset  # noqa: E402
+from kdiffe.config import ConfigError, from_dict, parse_overrides  # noqa: E402
+from kdiffe.data import DatasetError  # noqa: E402
+from kdiffe.trainer import dataset_for  # noqa: E402
 
 from tune.experiment import (Experiment, Parser, add_run_options, base_values, check_dataset,  # noqa: E402
                              evaluations, fail, interrupted_line, run, validate_configs)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             check_dataset(dataset, base["data_dir"])
         n_users = 0
         if users_dataset and args.only != "t":
-            n_users = load_dataset(users_dataset, base["data_dir"], synthetic=_synthetic(base)).n_users
+            n_users = dataset_for(from_dict({**base, "dataset": users_dataset, "max_users": 0})).n_users
         trial_points = points(args.dataset, users_dataset, n_users, args.only, args.steps, args.user_counts)
         if not trial_points:
             fail("nothing to run: the users sweep needs sports among --dataset, or --users-dataset")
@@ -100,14 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     if exp.extra.get("interrupted"):
         return 130
     return 0 if (frame["status"] == "ok").any() else 1
-
-
-def _synthetic(base: dict[str, Any]) -> dict[str, int]:
-    from kdiffe.config import from_dict
-
-    cfg = from_dict(base)
-    return dict(n_users=cfg.syn_users, n_items=cfg.syn_items, n_clusters=cfg.syn_clusters,
-                interactions=cfg.syn_interactions)
 
 
 def timing_lines(frame: Any) -> list[str]:
