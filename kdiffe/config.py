@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .errors import UserError
+
 VARIANTS: dict[str, dict[str, bool]] = {
     "kdiffe": dict(use_s=True, use_kg=True, use_cl=True, guided=True),
     "no_s": dict(use_s=False, use_kg=True, use_cl=True, guided=True),
@@ -38,7 +40,7 @@ SELECT_ON = ("val", "test")
 L2_SCOPES = ("params", "batch")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A hyperparameter that is unknown or has an impossible value."""
 
 

@@ -20,8 +20,10 @@ from typing import Mapping
 import numpy as np
 import scipy.sparse as sp
 
+from .errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError):
     """A dataset that is missing or malformed; the message names the file and the problem."""
 
 

@@ -10,6 +10,7 @@ import os
 from typing import Any, Iterable, Mapping
 
 from .config import FIELDS
+from .errors import UserError
 
 RESULTS_FILE = "results.csv"  #: tidy CSV written beside Ray's files by every experiment
 BEST_FILE = "best.json"
@@ -46,7 +47,7 @@ REQUIRED = ("experiment", "kind", "trial_id", "dataset", "variant", "seed", "swe
             "seconds_per_epoch", "val_recall@20", "val_ndcg@20", "test_recall@20", "test_ndcg@20") + SWEEP_PARAMS
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError):
     """A results file that lacks required columns."""
 
 
