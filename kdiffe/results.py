@@ -1,7 +1,9 @@
 """The tidy results schema shared by the experiment runner (``tune/``) and ``plots/``.
 
 One CSV row per trial x evaluation. Writers build rows with :func:`result_row`; readers check
-files with :func:`read_results`. Nothing else defines column names.
+files with :func:`read_results`. Nothing else defines column names. :func:`best_rows` and
+:func:`best_evaluation` are the one definition of "a trial's best evaluation" that every table,
+figure and ``best.json`` quotes.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from typing import Any, Iterable, Mapping
 
 from .config import FIELDS
 from .errors import UserError
+from .paper import SWEEP_PARAMS  # noqa: F401  (re-exported: the schema's sweep columns)
 
 RESULTS_FILE = "results.csv"  #: tidy CSV written beside Ray's files by every experiment
 BEST_FILE = "best.json"
-
-#: Hyperparameters the paper sweeps (Figures 5-9), in the paper's order.
-SWEEP_PARAMS = ("M", "R", "xi", "t", "tau", "theta1", "q")
+#: Folder holding experiments (the runners' ``--storage``, plots/figures.py's ``--results``), relative to cwd.
+DEFAULT_STORAGE = "results"
+#: Validation metric that picks each trial's best evaluation unless told otherwise.
+SELECTION_METRIC = "val_recall@20"
 
 #: Experiment kinds (column ``kind``).
 KINDS = ("search", "grid", "ablation", "scalability")
@@ -88,3 +92,49 @@ def read_results(path: str | os.PathLike, required: Iterable[str] = REQUIRED):
         raise SchemaError(f"{path}: not a readable CSV ({exc})") from None
     check_columns(frame.columns, required, path)
     return frame
+
+
+def best_rows(frame, metric: str = SELECTION_METRIC):
+    """One row per trial: its evaluation with the highest validation ``metric`` (the earliest epoch on ties).
+
+    Failed trials (status other than "ok") and rows without the metric are ignored. Every table,
+    figure and best.json quotes the test metrics of these rows, so selection never looks at test.
+    Rows come sorted by trial_id.
+    """
+    ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
+    if ok.empty:
+        return ok
+    ok = ok.sort_values(["trial_id", "epoch"], kind="stable")
+    index = ok.groupby("trial_id", sort=False)[metric].idxmax()
+    return ok.loc[index.values].reset_index(drop=True)
+
+
+def best_evaluation(frame, metric: str = SELECTION_METRIC) -> dict[str, Any] | None:
+    """The single best evaluation over all trials (the best of :func:`best_rows`; on ties the first
+    trial id) as a plain dict ready for JSON: NaN as None, numpy scalars as Python ones, whole
+    numbers of integer columns (epoch, seed, M, ...) as int; None when no trial has the metric."""
+    best = best_rows(frame, metric)
+    if best.empty:
+        return None
+    row = best.loc[best[metric].idxmax()]
+    return {k: _plain(k, v) for k, v in row.to_dict().items()}
+
+
+#: Columns holding integers (a CSV with gaps reads them as floats).
+INT_COLUMNS = frozenset({"epoch", "seed", "n_users", "n_items"} | {
+    name for name in CONFIG_COLUMNS
+    if isinstance(FIELDS[name].default, int) and not isinstance(FIELDS[name].default, bool)})
+
+
+def _plain(name: str, value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return value
+    if isinstance(value, float):
+        if value != value:
+            return None
+        if name in INT_COLUMNS and value.is_integer():
+            return int(value)
+    return value

@@ -1,41 +1,58 @@
 """The paper's Figures 5-10 and Tables II-III, redrawn from stored experiment results.
 
-    python plots/figures.py --results results                    # writes results/figures/
+    python plots/figures.py                                      # reads ./results, writes results/figures/
     python plots/figures.py --results results --out paper --formats png
 
-Reads every ``results.csv`` under ``--results`` (the tidy files that ``tune/search.py``,
+Reads every ``results.csv`` under ``--results`` (default ``results``, the runners' ``--storage``
+default, relative to the current folder; the tidy files that ``tune/search.py``,
 ``ablations/run.py`` and ``tune/scalability.py`` write; schema: :mod:`kdiffe.results`) and trains
-nothing, so figures can be redrawn after every sweep.
+nothing, so figures can be redrawn after every sweep. What is drawn where, the paper's grids,
+numbers and names come from :mod:`kdiffe.paper`; this module depends on nothing in ``tune/``.
 
 =========  ==================================================================================
-Figure 5   effectiveness of denoising: Recall@20 / NDCG@20 against q, every variant with a
-           q grid (KDiffE against the unguided variant)
+Figure 5   effectiveness of denoising: Recall@20 / NDCG@20 against q, KDiffE against the
+           unguided variant; a dataset needs both q grids (one alone is left out with a note
+           naming the command that runs the other; Figure 9 shows KDiffE's q alone)
 Figure 6   M and R          (grid rows: sweep M / R, plus the sweep="default" trials)
 Figure 7   xi and t
 Figure 8   tau and theta1   (log axis for theta1)
 Figure 9   q                (KDiffE)
 Figure 10  seconds per epoch (a) against diffusion steps t per dataset, (b) against users
+search_*   one per optuna/random search (kind "search"): each successful trial's best
+           validation Recall@20 against every parameter the search moved (one panel each; the
+           variant as a categorical panel when it moved, colours by variant), best trial starred
 Table II   datasets x variants (ablation rows; default grid trials where no ablation ran)
 Table III  ablations, mean ± std over seeds with a paired test (via plots/tables.py)
 =========  ==================================================================================
 
 Accuracy plotted: test Recall@20 / NDCG@20 at each trial's best *validation* Recall@20
-evaluation (never the best test epoch), averaged over the trials (seeds) at each point; a band
-shows ±1 standard deviation where a point has several. Seconds per epoch: each trial's last
-evaluation (the mean over its epochs), on an axis from 0. Dotted grey lines mark each
-parameter's default value (that of the experiment's sweep="default" trials, else the paper's).
-Each figure is written as PNG and PDF with ``figureN.csv`` holding the numbers drawn. Missing
-data skips a figure or table with a one-line note naming the experiment that produces it.
+evaluation (never the best test epoch; :func:`kdiffe.results.best_rows`), averaged over the
+trials (seeds) at each point; a band shows ±1 standard deviation where a point has several.
+Seconds per epoch: each trial's last evaluation (the mean over its epochs), on an axis from 0.
+Dotted grey lines mark each parameter's default value (that of the experiment's sweep="default"
+trials, else the paper's).
+
+Replicates: trials are pooled into one mean ± std point only when their whole configuration is
+equal (every :data:`kdiffe.results.CONFIG_COLUMNS` value, epochs included) apart from the seed and
+the plotted parameter. Trials whose configurations differ in anything else (say, two grid
+experiments run with different ``--epochs``) are never averaged together: each configuration is
+its own curve, labelled with what differs ("KDiffE (epochs=30)"), and a note says so. Nothing is
+dropped silently and no point mixes two settings, so every curve is one of the paper's sweeps.
+
+Each figure is written as PNG and PDF with a CSV of the numbers drawn beside it
+(``figureN.csv``, ``search_<experiment>.csv``). Missing data skips a figure or table with a
+one-line note naming the experiment that produces it.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,13 +60,15 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from kdiffe import paper  # noqa: E402
 from kdiffe.config import FIELDS  # noqa: E402
-from kdiffe.results import REQUIRED, RESULTS_FILE, SchemaError, metric_columns, read_results  # noqa: E402
+from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS  # noqa: E402
+from kdiffe.results import (CONFIG_COLUMNS, DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, SELECTION_METRIC,  # noqa: E402
+                            SchemaError, best_rows, metric_columns, read_results)
 from plots import style  # noqa: E402
-from tune.spaces import PAPER_GRIDS  # noqa: E402
 
 #: Validation metric that picks each trial's evaluation; the test metrics of that row are plotted.
-SELECTION = "val_recall@20"
+SELECTION = SELECTION_METRIC
 METRICS = ("test_recall@20", "test_ndcg@20")
 SECONDS = "seconds_per_epoch"
 TEXT_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "sweep", "status")
@@ -64,29 +83,27 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class SweepFigure:
-    """One of Figures 5-9: metrics against the one-factor grids of ``params``."""
+    """One of Figures 5-9: metrics against the one-factor grids of ``params``, a curve per variant.
+
+    A dataset is drawn only when every one of ``variants`` has a grid over the figure's
+    parameters there: a comparison figure (Figure 5) never shows one side alone.
+    """
 
     number: int
     params: tuple[str, ...]
     title: str
-    variants: tuple[str, ...] | None = ("kdiffe",)  #: None: every variant with a grid over params
-    compare: str | None = None  #: variant whose absence earns a note (Figure 5: unguided)
+    variants: tuple[str, ...] = ("kdiffe",)
 
 
-SWEEP_FIGURES = (
-    SweepFigure(5, ("q",), "Effectiveness of denoising: guided vs unguided diffusion", None, "unguided"),
-    SweepFigure(6, ("M", "R"), "Impact of walk length M and walks per node R"),
-    SweepFigure(7, ("xi", "t"), r"Impact of the weight $\xi$ of S and of the diffusion steps $t$"),
-    SweepFigure(8, ("tau", "theta1"), r"Impact of the temperature $\tau$ and the contrastive weight $\theta_1$"),
-    SweepFigure(9, ("q",), "Impact of the number q of entities kept per item in the diffusion view"),
-)
+SWEEP_FIGURES = tuple(SweepFigure(f.number, f.params, f.title, f.variants)
+                      for n, f in sorted(paper.FIGURES.items()) if n in range(5, 10))
 
 
 @dataclass
 class Panel:
     """What one axes shows: named curves (columns x, mean, std, n) and where the default lies."""
 
-    param: str  #: x quantity: a SWEEP_PARAMS name or "users"
+    param: str  #: x quantity: a SWEEP_PARAMS name, "users" (Figure 10b) or "variant" (a search)
     ylabel: str
     curves: dict[str, pd.DataFrame]
     title: str = ""
@@ -94,6 +111,8 @@ class Panel:
     default: float | None = None
     ticklabels: dict[float, str] = field(default_factory=dict)
     key: dict[str, str] = field(default_factory=dict)  #: identifies the panel in figureN.csv
+    kind: str = "line"  #: "line": curves of x, mean, std, n; "scatter": points x, y (one per trial)
+    best: tuple[float, float] | None = None  #: scatter: the best trial's point, starred
 
 
 @dataclass
@@ -108,7 +127,9 @@ def find_results(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise UsageError(f"--results {root}: no such file or folder")
+        raise UsageError(f"--results {root}: no such file or folder; run an experiment first "
+                         "(tune/search.py, ablations/run.py or tune/scalability.py) or name the folder "
+                         "with --results")
     files = sorted(root.rglob(RESULTS_FILE))
     if not files:
         raise UsageError(f"no {RESULTS_FILE} under {root}; run an experiment first "
@@ -147,8 +168,6 @@ def load_results(root: Path) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------ aggregation
 def best_evaluations(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per successful trial: its evaluation with the best validation Recall@20."""
-    from plots.tables import best_rows
-
     return best_rows(frame, SELECTION)
 
 
@@ -158,6 +177,74 @@ def summarise(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     grouped = rows.groupby(x, sort=True)[y]
     out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1).fillna(0.0), "n": grouped.count()})
     return out.rename_axis("x").reset_index().astype({"x": float, "mean": float, "std": float, "n": int})
+
+
+def config_columns(frame: pd.DataFrame, vary: str | Collection[str]) -> list[str]:
+    """Columns that must agree for trials to share a curve: every config column but ``vary``
+    (one name or several; seed, dataset and variant are not config columns)."""
+    vary = {vary} if isinstance(vary, str) else set(vary)
+    return [c for c in CONFIG_COLUMNS if c in frame.columns and c not in vary]
+
+
+def config_groups(trials: pd.DataFrame, vary: str) -> list[pd.DataFrame]:
+    """``trials`` split by configuration: equal in every config column but ``vary``."""
+    if trials.empty:
+        return []
+    columns = config_columns(trials, vary)
+    if not columns:
+        return [trials]
+    return [group for _, group in trials.groupby(columns, dropna=False, sort=False)]
+
+
+def value_text(value: Any) -> str:
+    """A config value as a label shows it: 30.0 -> '30', 0.001 -> '0.001', NaN -> '?'."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        if pd.isna(value):
+            return "?"
+        return str(int(value)) if float(value).is_integer() else f"{float(value):g}"
+    return "?" if value is None else str(value)
+
+
+def differing(groups: Sequence[pd.DataFrame], vary: str | Collection[str]) -> list[str]:
+    """The config columns (but ``vary``) whose value differs between ``groups``."""
+    if len(groups) < 2:
+        return []
+    columns = config_columns(groups[0], vary)
+    firsts = pd.concat([g[columns].iloc[:1] for g in groups], ignore_index=True)
+    return [c for c in columns if firsts[c].map(value_text).nunique() > 1]
+
+
+def _sort_key(value: Any) -> tuple:
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def labelled_curves(parts: Sequence[tuple[str, pd.DataFrame]], vary: str, x: str, y: str,
+                    label_columns: Collection[str] = ()) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """The curves of one panel and the config columns that split it.
+
+    ``parts`` are (display name, trials) pairs (a variant's or a dataset's trials). Each part is
+    split by configuration (every config column but ``vary``); replicates (seeds) are pooled only
+    inside one configuration. Curves are labelled with their values of ``label_columns`` (the
+    columns that differ anywhere in the figure, so one configuration keeps one label and colour
+    across panels) and of whatever splits this panel: "KDiffE (epochs=30)".
+    """
+    order = {name: i for i, (name, _) in enumerate(parts)}
+    groups = [(name, group) for name, trials in parts for group in config_groups(trials, vary)]
+    split = differing([g for _, g in groups], vary)
+    shown = [c for c in CONFIG_COLUMNS if c in set(split) | set(label_columns) and c != vary]
+    groups.sort(key=lambda ng: (order[ng[0]], tuple(_sort_key(ng[1][c].iloc[0]) for c in shown)))
+    curves: dict[str, pd.DataFrame] = {}
+    for name, group in groups:
+        curve = summarise(group, x, y)
+        if len(curve):
+            extra = ", ".join(f"{c}={value_text(group[c].iloc[0])}" for c in shown)
+            curves[f"{name} ({extra})" if extra else name] = curve
+    return curves, split
 
 
 def grid_trials(best: pd.DataFrame, param: str, dataset: str, variant: str) -> pd.DataFrame:
@@ -170,9 +257,28 @@ def grid_trials(best: pd.DataFrame, param: str, dataset: str, variant: str) -> p
     return pd.concat([moved, defaults], ignore_index=True)
 
 
+def sweep_curves(best: pd.DataFrame, param: str, dataset: str, variant: str, metric: str
+                 ) -> dict[str, pd.DataFrame]:
+    """The curves of one variant over ``param`` (points x, mean, std, n): one per configuration,
+    keyed by the variant's display name plus what differs ("KDiffE (epochs=30)")."""
+    trials = grid_trials(best, param, dataset, variant)
+    return labelled_curves([(style.variant_name(variant), trials)], param, param, metric)[0]
+
+
+def figure_label_columns(groups: Sequence[pd.DataFrame], params: Collection[str]) -> list[str]:
+    """Config columns (``params`` aside) that differ between any of a figure's curves: every
+    curve of the figure shows its values of them."""
+    return differing(groups, params)
+
+
 def sweep_curve(best: pd.DataFrame, param: str, dataset: str, variant: str, metric: str) -> pd.DataFrame:
-    """Plotted points of one curve of Figures 5-9: x, mean, std, n."""
-    return summarise(grid_trials(best, param, dataset, variant), param, metric)
+    """The one curve of a variant over ``param``; ValueError when its trials hold several
+    configurations (use :func:`sweep_curves`)."""
+    curves = sweep_curves(best, param, dataset, variant, metric)
+    if len(curves) > 1:
+        raise ValueError(f"{variant} trials over {param} on {dataset} hold {len(curves)} configurations: "
+                         f"{', '.join(curves)}")
+    return next(iter(curves.values()), summarise(best.iloc[:0], param, metric))
 
 
 def default_value(best: pd.DataFrame, param: str, dataset: str, variant: str) -> float:
@@ -198,77 +304,188 @@ def users_axis(trials: pd.DataFrame) -> pd.Series:
     return trials["n_users"].fillna(fallback).astype(float)
 
 
-def scalability_curve(frame: pd.DataFrame, sweep: str, dataset: str) -> pd.DataFrame:
-    """Plotted points of Figure 10: mean seconds per epoch at each t (or number of users)."""
+#: Figure 10: the config column each scalability sweep moves.
+SCALABILITY_MOVES = {"t": "t", "users": "max_users"}
+
+
+def scalability_curves(frame: pd.DataFrame, sweep: str, datasets: Sequence[str], label_columns: Collection[str] = ()
+                       ) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Figure 10 curves: mean seconds per epoch at each t (or number of users), per dataset and
+    configuration (the config column the sweep moves, t or max_users, aside)."""
     trials = scalability_trials(frame, sweep)
-    return summarise(trials[trials["dataset"] == dataset], "t" if sweep == "t" else "users", SECONDS)
+    parts = [(style.dataset_name(d), trials[trials["dataset"] == d]) for d in datasets]
+    return labelled_curves(parts, SCALABILITY_MOVES[sweep], "t" if sweep == "t" else "users", SECONDS,
+                           label_columns)
 
 
 # --------------------------------------------------------------------------------------- panels
-def run_hint(params: Sequence[str], variant: str | None = None) -> str:
-    extra = f" --variant {variant}" if variant else ""
-    return f"run `python tune/search.py --dataset <dataset> --mode grid --params {','.join(params)}{extra}`"
+def run_hint(params: Sequence[str], variant: str | None = None, dataset: str = "<dataset>") -> str:
+    extra = f" --variant {variant}" if variant and variant != "kdiffe" else ""
+    return f"run `python tune/search.py --dataset {dataset} --mode grid --params {','.join(params)}{extra}`"
+
+
+def split_note(where: str, differ: Sequence[str]) -> str:
+    return (f"{where}: trials differ in {', '.join(differ)}; drawn as separate curves, "
+            "never averaged together")
 
 
 def sweep_panels(best: pd.DataFrame, spec: SweepFigure) -> tuple[list[list[Panel]], list[str]]:
-    """Rows of panels (parameter x metric) by columns (datasets) for one of Figures 5-9, and notes."""
-    grid = best[best["kind"] == "grid"]
-    if spec.variants is not None:
-        grid = grid[grid["variant"].isin(spec.variants)]
+    """Rows of panels (parameter x metric) by columns (datasets) for one of Figures 5-9, and notes.
+
+    A dataset appears only when every variant of ``spec`` has a grid over the figure's
+    parameters there; Figure 5 (KDiffE against the unguided variant) is skipped rather than
+    drawn with one side of the comparison.
+    """
+    grid = best[(best["kind"] == "grid") & best["variant"].isin(spec.variants)]
     present = [p for p in spec.params if (grid["sweep"] == p).any()]
     if not present:
-        hint = run_hint(spec.params) + (f" (and with `--variant {spec.compare}`)" if spec.compare else "")
+        hint = run_hint(spec.params) + "".join(f" (and with `--variant {v}`)" for v in spec.variants
+                                               if v != "kdiffe")
         return [], [f"figure {spec.number} skipped: no grid rows for {'/'.join(spec.params)}; {hint}"]
     notes = [f"figure {spec.number}: no grid rows for {p}, panels left out; {run_hint([p])}"
              for p in spec.params if p not in present]
     moved = grid[grid["sweep"].isin(present)]
-    datasets = style.ordered(list(moved["dataset"].unique()), style.DATASET_ORDER)
-    variants = style.ordered(list(moved["variant"].unique()), style.VARIANT_ORDER)
-    if spec.compare and spec.compare not in variants:
-        notes.append(f"figure {spec.number}: no {spec.compare} grid to compare with; "
-                     f"{run_hint(spec.params, spec.compare)}")
+    datasets, lacking = [], []
+    for dataset in style.ordered(list(moved["dataset"].unique()), paper.DATASETS):
+        have = set(moved.loc[moved["dataset"] == dataset, "variant"])
+        missing = [v for v in spec.variants if v not in have]
+        if missing:
+            lacking += [(dataset, v) for v in missing]
+        else:
+            datasets.append(dataset)
+    if lacking:
+        names = " vs ".join(style.variant_name(v) for v in spec.variants)
+        hints = "; ".join(f"{dataset} has no {variant} grid over {'/'.join(present)}: "
+                          f"{run_hint(present, variant, dataset)}" for dataset, variant in lacking)
+        if not datasets:
+            alone = " (Figure 9 shows q for KDiffE alone)" if "q" in present and spec.number != 9 else ""
+            return [], [f"figure {spec.number} skipped: it compares {names}; {hints}{alone}"]
+        notes.append(f"figure {spec.number}: {', '.join(sorted({d for d, _ in lacking}))} left out "
+                     f"(it compares {names}); {hints}")
+    labels = {dataset: figure_label_columns([g for p in present for v in spec.variants
+                                             for g in config_groups(grid_trials(best, p, dataset, v), p)], present)
+              for dataset in datasets}
     rows: list[list[Panel]] = []
     for param in present:
         for metric in METRICS:
-            rows.append([_sweep_panel(best, param, dataset, variants, metric) for dataset in datasets])
-    return rows, notes
+            row = []
+            for dataset in datasets:
+                panel, differ = _sweep_panel(best, param, dataset, spec.variants, metric, labels[dataset])
+                row.append(panel)
+                if differ:
+                    notes.append(split_note(f"figure {spec.number} ({param}, {style.dataset_name(dataset)})",
+                                            differ))
+            rows.append(row)
+    return rows, list(dict.fromkeys(notes))
 
 
-def _sweep_panel(best: pd.DataFrame, param: str, dataset: str, variants: list[str], metric: str) -> Panel:
-    curves = {style.variant_name(v): sweep_curve(best, param, dataset, v, metric) for v in variants}
-    curves = {label: curve for label, curve in curves.items() if len(curve)}
-    return Panel(param=param, ylabel=style.METRIC_NAMES[metric], curves=curves, title=style.dataset_name(dataset),
-                 xlabel=style.PARAM_LABELS[param], default=default_value(best, param, dataset, variants[0]),
-                 key={"dataset": dataset, "param": param, "metric": metric})
+def _sweep_panel(best: pd.DataFrame, param: str, dataset: str, variants: Sequence[str], metric: str,
+                 label_columns: Collection[str] = ()) -> tuple[Panel, list[str]]:
+    parts = [(style.variant_name(v), grid_trials(best, param, dataset, v)) for v in variants]
+    curves, differ = labelled_curves(parts, param, param, metric, label_columns)
+    panel = Panel(param=param, ylabel=paper.METRIC_NAMES[metric], curves=curves, title=style.dataset_name(dataset),
+                  xlabel=paper.PARAM_LABELS[param], default=default_value(best, param, dataset, variants[0]),
+                  key={"dataset": dataset, "param": param, "metric": metric})
+    return panel, differ
 
 
 def scalability_panels(frame: pd.DataFrame) -> tuple[list[Panel], list[str]]:
     """Figure 10: (a) seconds per epoch against t, a curve per dataset; (b) against users."""
     panels, notes = [], []
+    groups = [g for sweep, column in SCALABILITY_MOVES.items() for _, trials in
+              scalability_trials(frame, sweep).groupby("dataset") for g in config_groups(trials, column)]
+    labels = figure_label_columns(groups, SCALABILITY_MOVES.values())
     steps = scalability_trials(frame, "t")
     if steps.empty:
         notes.append("figure 10a skipped: no scalability rows for t; "
                      "run `python tune/scalability.py --dataset tiktok baby sports --only t`")
     else:
-        datasets = style.ordered(list(steps["dataset"].unique()), style.DATASET_ORDER)
+        datasets = style.ordered(list(steps["dataset"].unique()), paper.DATASETS)
+        curves, differ = scalability_curves(frame, "t", datasets, labels)
         panels.append(Panel(param="t", ylabel="seconds per epoch", title="(a) diffusion steps",
-                            xlabel=style.PARAM_LABELS["t"], default=float(FIELDS["t"].default),
-                            curves={style.dataset_name(d): scalability_curve(frame, "t", d) for d in datasets},
-                            key={"panel": "a", "metric": SECONDS}))
+                            xlabel=paper.PARAM_LABELS["t"], default=float(FIELDS["t"].default),
+                            curves=curves, key={"panel": "a", "metric": SECONDS}))
+        if differ:
+            notes.append(split_note("figure 10a", differ))
     users = scalability_trials(frame, "users").dropna(subset=["users"])
     if users.empty:
         notes.append("figure 10b skipped: no scalability rows for users; "
-                     "run `python tune/scalability.py --dataset sports --only users`")
+                     f"run `python tune/scalability.py --dataset {paper.SCALABILITY_DATASET} --only users`")
     else:
-        datasets = style.ordered(list(users["dataset"].unique()), style.DATASET_ORDER)
+        datasets = style.ordered(list(users["dataset"].unique()), paper.DATASETS)
         everyone = users[users["max_users"] == 0]
         names = ", ".join(style.dataset_name(d) for d in datasets)
+        curves, differ = scalability_curves(frame, "users", datasets, labels)
         panels.append(Panel(param="users", ylabel="seconds per epoch", title=f"(b) users, {names}",
-                            xlabel="number of users",
-                            curves={style.dataset_name(d): scalability_curve(frame, "users", d) for d in datasets},
+                            xlabel="number of users", curves=curves,
                             ticklabels={float(n): f"all\n({int(n):,})" for n in everyone["users"].unique()},
                             key={"panel": "b", "metric": SECONDS}))
+        if differ:
+            notes.append(split_note("figure 10b", differ))
     return panels, notes
+
+
+def search_experiments(best: pd.DataFrame) -> list[str]:
+    """Experiments of kind "search" (optuna / random) with at least one successful trial."""
+    return sorted(best.loc[best["kind"] == "search", "experiment"].unique())
+
+
+def searched_params(trials: pd.DataFrame) -> list[str]:
+    """Parameters that take more than one value across ``trials``: SWEEP_PARAMS, then variant."""
+    moved = [p for p in SWEEP_PARAMS if trials[p].nunique(dropna=True) > 1]
+    return moved + (["variant"] if trials["variant"].nunique() > 1 else [])
+
+
+def search_panels(best: pd.DataFrame, experiment: str) -> tuple[list[list[Panel]], pd.DataFrame, list[str]]:
+    """One optuna/random search: a scatter panel per parameter it moved (x: the trial's value,
+    y: its best validation Recall@20), rows of at most ``style.MAX_COLUMNS`` panels, one block per
+    dataset; the table of the points drawn (search_<experiment>.csv); notes."""
+    trials = best[(best["kind"] == "search") & (best["experiment"] == experiment)].dropna(subset=[SELECTION])
+    if trials.empty:
+        return [], pd.DataFrame(), [f"search {experiment} skipped: no successful trial"]
+    datasets = style.ordered(list(trials["dataset"].unique()), paper.DATASETS)
+    variants = style.ordered(list(trials["variant"].unique()), paper.VARIANT_ORDER)
+    rows: list[list[Panel]] = []
+    tables, notes = [], []
+    for dataset in datasets:
+        part = trials[trials["dataset"] == dataset]
+        moved = searched_params(part)
+        if not moved:
+            notes.append(f"search {experiment} on {dataset} skipped: no parameter varies across its "
+                         f"{len(part)} successful trials")
+            continue
+        title = style.dataset_name(dataset) if len(datasets) > 1 else ""
+        panels = [_search_panel(part, param, variants, title) for param in moved]
+        rows += [panels[i:i + style.MAX_COLUMNS] for i in range(0, len(panels), style.MAX_COLUMNS)]
+        top = part[SELECTION].max()
+        columns = ["experiment", "dataset", "trial_id", "variant", "seed", "epoch"] + \
+            [p for p in moved if p != "variant"] + [SELECTION]
+        tables.append(part[columns].assign(best=part[SELECTION] == top))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return rows, table, notes
+
+
+def _search_panel(trials: pd.DataFrame, param: str, variants: Sequence[str], title: str) -> Panel:
+    position = {v: float(i) for i, v in enumerate(v for v in variants if v in set(trials["variant"]))}
+
+    def xs(rows: pd.DataFrame) -> pd.Series:
+        return rows["variant"].map(position) if param == "variant" else rows[param].astype(float)
+
+    curves = {}
+    for variant in variants:
+        rows = trials[trials["variant"] == variant]
+        points = pd.DataFrame({"x": xs(rows).to_numpy(float), "y": rows[SELECTION].to_numpy(float),
+                               "trial_id": rows["trial_id"].to_numpy()}).dropna(subset=["x", "y"])
+        if len(points):
+            curves[style.variant_name(variant)] = points.sort_values("x", kind="stable").reset_index(drop=True)
+    top = trials.loc[trials[SELECTION].idxmax()]
+    default = None if param == "variant" else float(FIELDS[param].default)
+    return Panel(param=param, ylabel="validation " + paper.METRIC_NAMES["test_recall@20"], curves=curves,
+                 title=title, xlabel=paper.PARAM_LABELS.get(param, "variant"), default=default,
+                 ticklabels={x: category_label(style.variant_name(v)) for v, x in position.items()}
+                 if param == "variant" else {},
+                 key={"dataset": str(top["dataset"]), "param": param, "metric": SELECTION}, kind="scatter",
+                 best=(float(xs(top.to_frame().T).iloc[0]), float(top[SELECTION])))
 
 
 def panel_table(rows: list[list[Panel]]) -> pd.DataFrame:
@@ -283,13 +500,16 @@ def panel_table(rows: list[list[Panel]]) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------------- drawing
+def on_paper_grid(param: str, observed: Sequence[float]) -> bool:
+    paper_values = [float(v) for v in PAPER_GRIDS.get(param, ())]
+    return bool(paper_values) and all(np.isclose(float(v), paper_values).any() for v in observed)
+
+
 def tick_values(param: str, observed: Sequence[float]) -> list[float]:
     """The paper's axis values when the data lie on them, else the values observed."""
-    paper = [float(v) for v in PAPER_GRIDS.get(param, ())]
-    observed = sorted({float(v) for v in observed})
-    if paper and all(np.isclose(v, paper).any() for v in observed):
-        return sorted(paper)
-    return observed
+    if on_paper_grid(param, observed):
+        return sorted(float(v) for v in PAPER_GRIDS[param])
+    return sorted({float(v) for v in observed})
 
 
 def tick_label(param: str, value: float) -> str:
@@ -301,28 +521,60 @@ def tick_label(param: str, value: float) -> str:
     return f"{value:g}"
 
 
-def style_x_axis(ax: Any, panel: Panel) -> None:
-    from matplotlib.ticker import FixedLocator, NullLocator
+def sparse_labels(ticks: Sequence[float], labels: list[str], min_decades: float) -> list[str]:
+    """On a log axis, blank the labels of ticks closer than ``min_decades`` to the next labelled one
+    on their right (the largest value always keeps its label): 50 and 80 would overlap."""
+    out, last = list(labels), None
+    for i in sorted(range(len(ticks)), key=lambda i: -ticks[i]):
+        if last is not None and ticks[i] > 0 and np.log10(last / ticks[i]) < min_decades:
+            out[i] = ""
+        else:
+            last = ticks[i]
+    return out
+
+
+def category_label(name: str) -> str:
+    """A variant's name on a narrow categorical axis: 'KDiffE w/o S' -> 'w/o S'."""
+    return name.removeprefix("KDiffE ") if name.startswith("KDiffE ") else name
+
+
+def style_x_axis(ax: Any, panel: Panel, crowded: bool = False) -> None:
+    """Log axis for LOG_PARAMS; ticks at the paper's grid values (or the values observed; a
+    search's continuous values keep matplotlib's own ticks); categories named for ``variant``.
+    ``crowded`` (narrow panels): log-axis labels closer than a quarter decade are thinned."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
     observed = [x for curve in panel.curves.values() for x in curve["x"]]
-    ticks = tick_values(panel.param, observed)
     if panel.param in style.LOG_PARAMS:
         ax.set_xscale("log")
+    if panel.kind == "scatter" and panel.param != "variant" and not on_paper_grid(panel.param, observed):
+        if panel.param not in style.LOG_PARAMS:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=isinstance(FIELDS[panel.param].default, int)))
+        ax.margins(x=0.06)
+        return
+    ticks = tick_values(panel.param, observed)
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([panel.ticklabels.get(t, tick_label(panel.param, t)) for t in ticks])
+    labels = [panel.ticklabels.get(t, tick_label(panel.param, t)) for t in ticks]
+    if panel.param in style.LOG_PARAMS and (crowded or panel.kind == "scatter"):
+        labels = sparse_labels(ticks, labels, 0.25)
+    if panel.param == "variant":
+        ax.set_xticklabels(labels, rotation=40, ha="right", rotation_mode="anchor")
+    else:
+        ax.set_xticklabels(labels)
     if len(ticks) > 1:
         lo, hi = min(ticks), max(ticks)
         if panel.param in style.LOG_PARAMS:
             pad = (hi / lo) ** 0.05
             ax.set_xlim(lo / pad, hi * pad)
         else:
-            pad = 0.05 * (hi - lo)
+            pad = (0.12 if panel.param == "variant" else 0.05) * (hi - lo)
             ax.set_xlim(lo - pad, hi + pad)
 
 
-def draw_panel(ax: Any, panel: Panel, colours: dict[str, int], legend: dict[str, Any]) -> None:
-    """Curves with markers, ±1 std bands where a point has several trials, the default marked."""
+def draw_panel(ax: Any, panel: Panel, colours: dict[str, int], legend: dict[str, Any], crowded: bool = False) -> None:
+    """Curves with markers, ±1 std bands where a point has several trials, the default marked;
+    or, for a search, one point per trial with the best starred."""
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
@@ -335,15 +587,24 @@ def draw_panel(ax: Any, panel: Panel, colours: dict[str, int], legend: dict[str,
         legend.setdefault("default value", ax.axvline(panel.default, zorder=1, **style.DEFAULT_LINE))
     for label, curve in panel.curves.items():
         index = colours[label]
+        gid = "|".join([*panel.key.values(), label])
+        if panel.kind == "scatter":
+            points = ax.scatter(curve["x"], curve["y"], marker=style.marker(index), color=style.color(index),
+                                s=18, alpha=0.85, linewidths=0.4, edgecolors="white", label=label, zorder=3)
+            points.set_gid(gid)
+            legend.setdefault(label, points)
+            continue
         (line,) = ax.plot(curve["x"], curve["mean"], marker=style.marker(index), color=style.color(index),
                           label=label, zorder=3)
-        line.set_gid("|".join([*panel.key.values(), label]))
+        line.set_gid(gid)
         legend.setdefault(label, line)
         if (curve["n"] > 1).any():
             ax.fill_between(curve["x"], curve["mean"] - curve["std"], curve["mean"] + curve["std"],
                             color=style.color(index), alpha=style.BAND_ALPHA, linewidth=0, zorder=2)
             legend.setdefault("±1 std over seeds", Patch(color="0.5", alpha=0.35, linewidth=0))
-    style_x_axis(ax, panel)
+    if panel.best is not None:
+        legend.setdefault("best trial", ax.scatter([panel.best[0]], [panel.best[1]], zorder=4, **style.BEST_MARKER))
+    style_x_axis(ax, panel, crowded)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     ax.margins(y=0.15)
@@ -353,7 +614,8 @@ def draw_panel(ax: Any, panel: Panel, colours: dict[str, int], legend: dict[str,
 
 
 def draw(rows: list[list[Panel]], title: str) -> Any:
-    """A figure of panels; titles on the top row, y labels on the left, one legend below."""
+    """A figure of panels; titles where they change down a column, x labels under each block of
+    one parameter, y labels on the left, one legend below."""
     from matplotlib.figure import Figure
 
     ncols = max(len(row) for row in rows)
@@ -365,11 +627,12 @@ def draw(rows: list[list[Panel]], title: str) -> Any:
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
             ax = axes[r][c]
-            draw_panel(ax, panel, colours, legend)
-            last_of_block = r == len(rows) - 1 or rows[r + 1][c].param != panel.param
-            if r == 0:
+            draw_panel(ax, panel, colours, legend, crowded=ncols >= 3)
+            below = rows[r + 1][c] if r + 1 < len(rows) and c < len(rows[r + 1]) else None
+            above = rows[r - 1][c] if r > 0 and c < len(rows[r - 1]) else None
+            if panel.title and (above is None or above.title != panel.title):
                 ax.set_title(panel.title, fontweight="bold")
-            if last_of_block:
+            if below is None or below.param != panel.param:
                 ax.set_xlabel(panel.xlabel)
             if c == 0 or panel.ylabel != row[c - 1].ylabel:
                 ax.set_ylabel(panel.ylabel)
@@ -378,8 +641,16 @@ def draw(rows: list[list[Panel]], title: str) -> Any:
     fig.suptitle(textwrap.fill(title, width=int(13 * width)))
     names = sorted(legend, key=lambda n: (n not in colours, colours.get(n, 0)))
     fig.legend([legend[n] for n in names], names, loc="outside lower center", frameon=False,
-               ncols=len(names) if width >= 5 or len(names) <= 2 else 2)
+               ncols=legend_columns(names, width))
     return fig
+
+
+def legend_columns(names: Sequence[str], width: float) -> int:
+    """Entries per legend row: all in one row when they fit the figure's width."""
+    chars = sum(len(n) + 6 for n in names)
+    if chars <= 11 * width:
+        return len(names)
+    return max(1, min(len(names), int(11 * width // (max(len(n) for n in names) + 6))))
 
 
 def _first_seen(rows: list[list[Panel]]) -> list[str]:
@@ -400,27 +671,42 @@ def save(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------- outputs
+def file_stem(name: str) -> str:
+    """An experiment name made safe as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "experiment"
+
+
 def render_figures(frame: pd.DataFrame, out: Path, formats: Sequence[str]) -> Rendered:
-    """Figures 5-10 under ``out``: images plus figureN.csv; notes for what had no data."""
+    """Figures 5-10 and one figure per search under ``out``: images plus a CSV of the numbers
+    drawn; notes for what had no data."""
     import matplotlib
 
     done = Rendered()
+    out.mkdir(parents=True, exist_ok=True)
     best = best_evaluations(frame)
-    jobs: list[tuple[int, list[list[Panel]], str]] = []
+    jobs: list[tuple[str, list[list[Panel]], str, pd.DataFrame]] = []
     for spec in SWEEP_FIGURES:
         rows, notes = sweep_panels(best, spec)
         done.notes += notes
         if rows:
-            jobs.append((spec.number, rows, f"Figure {spec.number}. {spec.title}"))
+            jobs.append((f"figure{spec.number}", rows, f"Figure {spec.number}. {spec.title}", panel_table(rows)))
     panels, notes = scalability_panels(frame)
     done.notes += notes
     if panels:
-        jobs.append((10, [panels], "Figure 10. Scalability: seconds per training epoch"))
-    for number, rows, title in jobs:
+        jobs.append(("figure10", [panels], f"Figure 10. {paper.FIGURES[10].title}", panel_table([panels])))
+    for experiment in search_experiments(best):
+        rows, table, notes = search_panels(best, experiment)
+        done.notes += notes
+        if rows:
+            names = ", ".join(style.dataset_name(d) for d in
+                              style.ordered(list(table["dataset"].unique()), paper.DATASETS))
+            title = f"Search {experiment} ({names}): best validation Recall@20 of each trial"
+            jobs.append((f"search_{file_stem(experiment)}", rows, title, table))
+    for stem, rows, title, table in jobs:
         with matplotlib.rc_context(style.RC):
-            done.written += save(draw(rows, title), out, f"figure{number}", formats)
-        data = out / f"figure{number}.csv"
-        panel_table(rows).to_csv(data, index=False)
+            done.written += save(draw(rows, title), out, stem, formats)
+        data = out / f"{stem}.csv"
+        table.to_csv(data, index=False)
         done.written.append(data)
     return done
 
@@ -479,8 +765,9 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plots/figures.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", required=True, type=Path,
-                        help="folder searched recursively for results.csv files (or one CSV file)")
+    parser.add_argument("--results", type=Path, default=Path(DEFAULT_STORAGE),
+                        help="folder searched recursively for results.csv files, or one CSV file "
+                             f"(default {DEFAULT_STORAGE}, the runners' --storage default)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/figures)")
     parser.add_argument("--formats", default="png,pdf", help="comma-separated image formats (default png,pdf)")
     return parser

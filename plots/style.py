@@ -1,12 +1,16 @@
-"""Print style of the paper's figures: fonts, colours, markers and display names.
+"""Print style of the paper's figures: fonts, colours, markers, axes.
 
-Everything here is a constant; :func:`rc` is applied with ``matplotlib.rc_context`` around each
-figure, so importing this module changes no global matplotlib state.
+Everything here is a constant or a small helper; :data:`RC` is applied with
+``matplotlib.rc_context`` around each figure, so importing this module changes no global
+matplotlib state. The names of datasets, variants, parameters and metrics are facts of the paper
+and live in :mod:`kdiffe.paper`; the helpers below only look them up.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from kdiffe.paper import DATASET_NAMES as PAPER_DATASET_NAMES, VARIANT_NAMES
 
 #: matplotlib settings for a figure printed at about 7 inches wide (two-column page width).
 RC: dict[str, Any] = {
@@ -40,32 +44,16 @@ BAND_ALPHA = 0.18
 PAGE_WIDTH = 7.0
 ROW_HEIGHT = 1.85
 
-DATASET_NAMES = {"tiktok": "TikTok", "baby": "Baby", "sports": "Sports", "synthetic": "Synthetic"}
-DATASET_ORDER = ("tiktok", "baby", "sports")
+#: Display names beyond the paper's datasets.
+DATASET_NAMES = {**PAPER_DATASET_NAMES, "synthetic": "Synthetic"}
 
-VARIANT_NAMES = {
-    "kdiffe": "KDiffE",
-    "no_s": "KDiffE w/o S",
-    "unguided": "KDiffE w/o guidance",
-    "no_cl": "KDiffE w/o CL",
-    "lightgcn": "LightGCN",
-    "lightgcn_s": "LightGCN + S",
-}
-VARIANT_ORDER = tuple(VARIANT_NAMES)
-
-PARAM_LABELS = {
-    "M": r"walk length $M$",
-    "R": r"walks per node $R$",
-    "xi": r"weight of S, $\xi$",
-    "t": r"diffusion steps $t$",
-    "tau": r"temperature $\tau$",
-    "theta1": r"contrastive weight $\theta_1$",
-    "q": r"top-$q$ entities",
-}
 #: Parameters drawn on a logarithmic axis.
 LOG_PARAMS = frozenset({"theta1", "t"})
 
-METRIC_NAMES = {"test_recall@20": "Recall@20", "test_ndcg@20": "NDCG@20"}
+#: Panels per row of a figure that wraps (the search scatter).
+MAX_COLUMNS = 4
+#: The best trial of a search: a star drawn over its point.
+BEST_MARKER = {"marker": "*", "s": 110, "facecolor": "none", "edgecolor": "black", "linewidth": 0.9}
 
 
 def dataset_name(dataset: str) -> str:

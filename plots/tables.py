@@ -1,7 +1,8 @@
 """Tables II and III of the paper from tidy results frames (schema: kdiffe.results).
 
-Every number is a test metric at a trial's best *validation* evaluation (:func:`best_rows`),
-averaged over seeds; selection never looks at test.
+Every number is a test metric at a trial's best *validation* evaluation
+(:func:`kdiffe.results.best_rows`), averaged over seeds; selection never looks at test. The paper's
+own numbers come from :mod:`kdiffe.paper`.
 """
 
 from __future__ import annotations
@@ -13,28 +14,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from plots.style import VARIANT_ORDER
+from kdiffe.paper import PAPER_TABLE_II, PAPER_TABLE_III, VARIANT_ORDER  # noqa: F401  (paper numbers, re-exported)
+from kdiffe.results import best_rows  # the one definition (kdiffe.results), also importable from here
 
-#: Paper Table II (KDiffE row): Recall@20, NDCG@20.
-PAPER_TABLE_II = {"tiktok": (0.112, 0.046), "baby": (0.095, 0.040), "sports": (0.102, 0.046)}
-#: Paper Table III (TikTok): variant -> Recall@20, NDCG@20.
-PAPER_TABLE_III = {"tiktok": {"kdiffe": (0.112, 0.046), "no_s": (0.107, 0.041),
-                              "unguided": (0.110, 0.045), "no_cl": (0.107, 0.046)}}
 METRICS = ("test_recall@20", "test_ndcg@20")
-
-
-def best_rows(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame:
-    """One row per trial: its evaluation with the highest validation ``metric`` (the earliest on ties).
-
-    Failed trials and rows without the metric are ignored. Every table and figure quotes the test
-    metrics of these rows, so selection never looks at test.
-    """
-    ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
-    if ok.empty:
-        return ok
-    ok = ok.sort_values(["trial_id", "epoch"], kind="stable")
-    index = ok.groupby("trial_id", sort=False)[metric].idxmax()
-    return ok.loc[index.values].reset_index(drop=True)
 
 
 def _order(variants: pd.Series) -> pd.Series:

@@ -280,7 +280,10 @@ def test_partial_grid_and_missing_comparison(results, tmp_path, capsys):
     assert figures.main(["--results", str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--formats", "png"]) == 0
     err = capsys.readouterr().err
     assert "figure 6: no grid rows for R" in err and (tmp_path / "out" / "figure6.png").exists()
-    assert "figure 5: no unguided grid" in err and "--variant unguided" in err
+    # one side of the guided/unguided comparison: Figure 5 is skipped, naming the command for the other
+    assert "figure 5 skipped" in err
+    assert "`python tune/search.py --dataset synthetic --mode grid --params q --variant unguided`" in err
+    assert not (tmp_path / "out" / "figure5.png").exists() and (tmp_path / "out" / "figure9.png").exists()
     assert "table III skipped: no ablation rows" in err
 
 
@@ -321,7 +324,7 @@ def test_bad_options_exit_2(tmp_path, capsys):
     assert figures.main(["--results", str(tmp_path / "nowhere")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        figures.main([])
+        figures.main(["--formats"])
     assert exc.value.code == 2
 
 
@@ -333,3 +336,216 @@ def test_missing_table_function_skips_only_that_table(results, tmp_path, capsys,
     done = figures.render_tables(figures.load_results(results), out)
     assert done.notes == ["table III skipped: plots/tables.py lacks table_iii"]
     assert (out / "table_ii.md").exists() and not (out / "table_iii.md").exists()
+
+
+# ------------------------------------------------------------------- hand-built frames (issue 9)
+def hand_rows(experiment: str, trial_id: str, kind: str, sweep: str, evaluations, **config) -> list[dict]:
+    """Rows of one trial: ``evaluations`` are (epoch, val_recall@20, test_recall@20); NDCG = recall / 2."""
+    cfg = kdiffe.Config(**config).to_dict()
+    return [result_row(experiment, trial_id, cfg, {"epoch": e, "val_recall@20": v, "val_ndcg@20": v / 2,
+                                                    "test_recall@20": t, "test_ndcg@20": t / 2,
+                                                    "seconds_per_epoch": 1.0}, kind=kind, sweep=sweep)
+            for e, v, t in evaluations]
+
+
+def hand_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["trial_id"] = frame["experiment"] + "/" + frame["trial_id"]
+    for name in ("n_users", "max_users"):
+        frame[name] = pd.to_numeric(frame.get(name), errors="coerce")
+    return frame
+
+
+def write_hand(root: Path, rows: list[dict]) -> Path:
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for experiment, part in frame.groupby("experiment"):
+        folder = root / experiment
+        folder.mkdir(parents=True, exist_ok=True)
+        part.to_csv(folder / "results.csv", index=False)
+    return root
+
+
+def test_results_default_is_the_storage_default(tmp_path, monkeypatch, capsys):
+    """(a) without --results the runners' default folder ``results`` (relative to cwd) is read."""
+    from kdiffe.results import DEFAULT_STORAGE
+
+    assert DEFAULT_STORAGE == "results"
+    assert figures.build_parser().parse_args([]).results == Path(DEFAULT_STORAGE)
+    monkeypatch.chdir(tmp_path)
+    assert figures.main(["--formats", "png"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --results results: no such file or folder") and err.count("\n") == 1
+    write_hand(tmp_path / "results", hand_rows("abl", "a0", "ablation", "", [(1, 0.2, 0.1)], seed=0))
+    assert figures.main(["--formats", "png"]) == 0
+    assert (tmp_path / "results" / "figures" / "table_ii.md").exists()
+
+
+def search_rows() -> list[dict]:
+    """An optuna-like search over M, theta1 and variant (xi fixed): known best validation values."""
+    trials = [  # (M, theta1, variant, evaluations (epoch, val, test))
+        (30, 1e-3, "kdiffe", [(1, 0.10, 0.30), (2, 0.20, 0.05)]),
+        (80, 1e-1, "kdiffe", [(1, 0.15, 0.10)]),
+        (150, 1e-4, "no_cl", [(1, 0.05, 0.02), (2, 0.12, 0.03), (3, 0.08, 0.04)]),
+        (120, 0.5, "no_cl", [(1, 0.25, 0.01)]),
+    ]
+    rows = []
+    for i, (m, theta1, variant, evaluations) in enumerate(trials):
+        rows += hand_rows("tk-optuna", f"o{i}", "search", "", evaluations, M=m, theta1=theta1, variant=variant,
+                          seed=0)
+    rows += hand_rows("tk-optuna", "o9", "search", "", [], M=60, theta1=1e-2, seed=0)  # no evaluation
+    rows.append(result_row("tk-optuna", "o8", kdiffe.Config(M=70).to_dict(), {}, kind="search",
+                           status="error", error="boom"))
+    return rows
+
+
+def test_search_scatter_one_panel_per_searched_parameter(tmp_path):
+    """(b) kind == "search": a scatter per moved parameter of each trial's best validation Recall@20."""
+    frame = hand_frame(search_rows())
+    best = figures.best_evaluations(frame)
+    assert figures.search_experiments(best) == ["tk-optuna"]
+    rows, table, notes = figures.search_panels(best, "tk-optuna")
+    assert not notes
+    panels = [p for row in rows for p in row]
+    assert [p.param for p in panels] == ["M", "theta1", "variant"]  # xi, R, ... never moved
+    m = panels[0]
+    assert set(m.curves) == {"KDiffE", "KDiffE w/o CL"}
+    np.testing.assert_allclose(m.curves["KDiffE"]["x"], [30, 80])
+    np.testing.assert_allclose(m.curves["KDiffE"]["y"], [0.20, 0.15])  # best validation, not test
+    np.testing.assert_allclose(m.curves["KDiffE w/o CL"]["x"], [120, 150])
+    np.testing.assert_allclose(m.curves["KDiffE w/o CL"]["y"], [0.25, 0.12])
+    assert m.best == (120.0, 0.25) and m.default == 50.0
+    assert table["val_recall@20"].tolist() == pytest.approx([0.20, 0.15, 0.12, 0.25])
+    assert table.loc[table["best"], "trial_id"].tolist() == ["tk-optuna/o3"]
+    assert {"M", "theta1"} <= set(table.columns) and "xi" not in table.columns
+
+    fig = figures.draw(rows, "t")
+    by_param = dict(zip([p.param for p in panels], fig.axes))
+    assert by_param["theta1"].get_xscale() == "log" and by_param["M"].get_xscale() == "linear"
+    offsets = {c.get_gid(): c.get_offsets() for ax in fig.axes for c in ax.collections if c.get_gid()}
+    np.testing.assert_allclose(offsets["synthetic|theta1|val_recall@20|KDiffE"], [[1e-3, 0.20], [1e-1, 0.15]])
+    labels = [t.get_text() for t in by_param["variant"].get_xticklabels()]
+    assert labels == ["KDiffE", "w/o CL"]
+
+    out = tmp_path / "out"
+    done = figures.render_figures(frame, out, ("png",))
+    assert out / "search_tk-optuna.png" in done.written and out / "search_tk-optuna.csv" in done.written
+    written = pd.read_csv(out / "search_tk-optuna.csv")
+    assert written["trial_id"].tolist() == ["tk-optuna/o0", "tk-optuna/o1", "tk-optuna/o2", "tk-optuna/o3"]
+
+
+def test_search_without_variation_is_noted(tmp_path):
+    rows = hand_rows("same", "s0", "search", "", [(1, 0.1, 0.1)], seed=0) + \
+        hand_rows("same", "s1", "search", "", [(1, 0.2, 0.1)], seed=1)
+    done = figures.render_figures(hand_frame(rows), tmp_path, ("png",))
+    assert done.notes[-1] == "search same on synthetic skipped: no parameter varies across its 2 successful trials"
+    assert not list(tmp_path.glob("search_*"))
+
+
+def q_grid(experiment: str, variant: str, dataset_rows=("synthetic",), seed: int = 0, **config) -> list[dict]:
+    rows = []
+    for dataset in dataset_rows:
+        for i, (sweep, q, val) in enumerate([("default", 1, 0.2), ("q", 2, 0.3), ("q", 3, 0.1)]):
+            rows += hand_rows(experiment, f"{dataset}-{variant}-{i}-{seed}", "grid", sweep, [(1, val, val)],
+                              dataset=dataset, q=q, variant=variant, seed=seed, **config)
+    return rows
+
+
+@pytest.mark.parametrize("variant, missing", [("kdiffe", "--params q --variant unguided`"),
+                                              ("unguided", "--params q`")])
+def test_figure5_needs_both_sides(variant, missing):
+    """(c) one curve alone is no guided-vs-unguided figure: skipped with the command that runs the other."""
+    best = figures.best_evaluations(hand_frame(q_grid("g", variant)))
+    spec = next(s for s in figures.SWEEP_FIGURES if s.number == 5)
+    rows, notes = figures.sweep_panels(best, spec)
+    assert rows == [] and len(notes) == 1
+    assert notes[0].startswith("figure 5 skipped: it compares KDiffE vs KDiffE w/o guidance")
+    assert f"`python tune/search.py --dataset synthetic --mode grid {missing}" in notes[0]
+    nine = next(s for s in figures.SWEEP_FIGURES if s.number == 9)
+    assert bool(figures.sweep_panels(best, nine)[0]) == (variant == "kdiffe")
+
+
+def test_figure5_leaves_out_a_dataset_with_one_side():
+    frame = hand_frame(q_grid("g", "kdiffe", ("synthetic", "tiktok")) + q_grid("u", "unguided", ("tiktok",)))
+    spec = next(s for s in figures.SWEEP_FIGURES if s.number == 5)
+    rows, notes = figures.sweep_panels(figures.best_evaluations(frame), spec)
+    assert [[p.key["dataset"] for p in row] for row in rows] == [["tiktok"], ["tiktok"]]
+    assert set(rows[0][0].curves) == {"KDiffE", "KDiffE w/o guidance"}
+    assert notes == ["figure 5: synthetic left out (it compares KDiffE vs KDiffE w/o guidance); synthetic has no "
+                     "unguided grid over q: run `python tune/search.py --dataset synthetic --mode grid --params q "
+                     "--variant unguided`"]
+
+
+def test_replicates_pool_only_equal_configurations():
+    """(d) two experiments that differ only in epochs: two curves, never one average."""
+    rows = q_grid("short", "kdiffe", epochs=30, seed=0) + q_grid("short", "kdiffe", epochs=30, seed=1)
+    long = q_grid("long", "kdiffe", epochs=50, seed=0)
+    long = [{**r, "test_recall@20": r["test_recall@20"] + 0.5} for r in long]  # same validation, other test
+    frame = hand_frame(rows + long)
+    best = figures.best_evaluations(frame)
+    curves = figures.sweep_curves(best, "q", "synthetic", "kdiffe", "test_recall@20")
+    assert list(curves) == ["KDiffE (epochs=30)", "KDiffE (epochs=50)"]
+    short, long_ = curves["KDiffE (epochs=30)"], curves["KDiffE (epochs=50)"]
+    assert short["x"].tolist() == [1, 2, 3] and short["n"].tolist() == [2, 2, 2]  # seeds 0 and 1 pooled
+    assert short["mean"].tolist() == pytest.approx([0.2, 0.3, 0.1]) and short["std"].tolist() == [0, 0, 0]
+    assert long_["n"].tolist() == [1, 1, 1] and long_["mean"].tolist() == pytest.approx([0.7, 0.8, 0.6])
+    with pytest.raises(ValueError, match="2 configurations"):
+        figures.sweep_curve(best, "q", "synthetic", "kdiffe", "test_recall@20")
+
+    spec = next(s for s in figures.SWEEP_FIGURES if s.number == 9)
+    rows_, notes = figures.sweep_panels(best, spec)
+    assert notes == ["figure 9 (q, Synthetic): trials differ in epochs; drawn as separate curves, "
+                     "never averaged together"]
+    drawn = lines(figures.draw(rows_, "t"))
+    assert set(drawn) == {f"synthetic|q|{m}|KDiffE (epochs={e})" for m in figures.METRICS for e in (30, 50)}
+    np.testing.assert_allclose(drawn["synthetic|q|test_recall@20|KDiffE (epochs=50)"][1], [0.7, 0.8, 0.6])
+    table = figures.panel_table(rows_)
+    assert set(table["curve"]) == {"KDiffE (epochs=30)", "KDiffE (epochs=50)"}
+
+
+def test_equal_configurations_pool_across_experiments():
+    """Same configuration, two experiments (seeds 0 and 1): one curve, mean ± std over both."""
+    frame = hand_frame(q_grid("a", "kdiffe", seed=0) + [
+        {**r, "test_recall@20": r["test_recall@20"] + 0.1} for r in q_grid("b", "kdiffe", seed=1)])
+    curves = figures.sweep_curves(figures.best_evaluations(frame), "q", "synthetic", "kdiffe", "test_recall@20")
+    assert list(curves) == ["KDiffE"]
+    assert curves["KDiffE"]["n"].tolist() == [2, 2, 2]
+    assert curves["KDiffE"]["mean"].tolist() == pytest.approx([0.25, 0.35, 0.15])
+    assert curves["KDiffE"]["std"].tolist() == pytest.approx([math.sqrt(0.005)] * 3)
+
+
+def test_scalability_configurations_kept_apart():
+    rows = []
+    for i, (t, epochs, seconds) in enumerate([(2, 3, 1.0), (10, 3, 2.0), (2, 5, 4.0), (10, 5, 8.0)]):
+        config = kdiffe.Config(t=t, epochs=epochs, seed=0).to_dict()
+        rows.append(result_row("scal", f"s{i}", config, {"epoch": 1, "seconds_per_epoch": seconds},
+                               kind="scalability", sweep="t"))
+    panels, notes = figures.scalability_panels(hand_frame(rows))
+    curves = panels[0].curves
+    assert list(curves) == ["Synthetic (epochs=3)", "Synthetic (epochs=5)"]
+    assert curves["Synthetic (epochs=5)"]["mean"].tolist() == [4.0, 8.0]
+    assert "figure 10a: trials differ in epochs" in notes[0]
+
+
+def test_one_configuration_keeps_one_label_across_panels():
+    """Figure 6 from two experiments: A (epochs=30) sweeps M and R, B (epochs=50) sweeps M only.
+    The R panel's one curve is still labelled epochs=30, so its colour matches A's M curve."""
+    rows = []
+    for experiment, epochs, sweeps in (("a", 30, ("M", "R")), ("b", 50, ("M",))):
+        rows += hand_rows(experiment, "d", "grid", "default", [(1, 0.2, 0.2)], epochs=epochs, seed=0)
+        for i, param in enumerate(sweeps):
+            value = {"M": 30, "R": 6}[param]
+            rows += hand_rows(experiment, f"g{i}", "grid", param, [(1, 0.1, 0.1)], epochs=epochs, seed=0,
+                              **{param: value})
+    spec = next(s for s in figures.SWEEP_FIGURES if s.number == 6)
+    panels, notes = figures.sweep_panels(figures.best_evaluations(hand_frame(rows)), spec)
+    assert [list(row[0].curves) for row in panels] == [["KDiffE (epochs=30)", "KDiffE (epochs=50)"]] * 2 + \
+        [["KDiffE (epochs=30)"]] * 2
+    assert notes == ["figure 6 (M, Synthetic): trials differ in epochs; drawn as separate curves, "
+                     "never averaged together"]
+
+
+def test_close_log_ticks_are_thinned_on_narrow_panels():
+    ticks = [2.0, 5.0, 10.0, 20.0, 50.0, 80.0]
+    assert figures.sparse_labels(ticks, [f"{t:g}" for t in ticks], 0.25) == ["2", "5", "10", "20", "", "80"]
+    assert figures.category_label("KDiffE w/o guidance") == "w/o guidance"
+    assert figures.category_label("LightGCN") == "LightGCN"

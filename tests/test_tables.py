@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from kdiffe.config import Config
-from kdiffe.results import COLUMNS, result_row
-from plots.tables import best_rows, table_ii, table_iii, table_iii_markdown, write_table, write_table_iii
+from kdiffe.paper import PAPER_TABLE_II, PAPER_TABLE_III
+from kdiffe.results import COLUMNS, best_evaluation, best_rows, result_row
+from plots import tables
+from plots.tables import table_ii, table_iii, table_iii_markdown, write_table, write_table_iii
 
 # test Recall@20 / NDCG@20 at each trial's best validation epoch, per (dataset, variant): seed -> value
 RECALL = {("tiktok", "kdiffe"): {0: 0.10, 1: 0.12, 2: 0.14},
@@ -45,6 +47,26 @@ def test_best_rows_take_the_best_validation_epoch(frame):
     assert set(best["epoch"]) == {2}  # not the best test epoch (1), the earliest of the tied (2, 3)
     kdiffe = best[best["trial_id"] == "tiktok-kdiffe-1"].iloc[0]
     assert kdiffe["test_recall@20"] == pytest.approx(0.12)
+
+
+def test_best_rows_live_in_the_core(frame):
+    assert tables.best_rows is best_rows  # plots re-uses the core definition, no copy
+    assert tables.PAPER_TABLE_II is PAPER_TABLE_II and tables.PAPER_TABLE_III is PAPER_TABLE_III
+
+
+def test_best_evaluation_is_the_best_of_best_rows(frame):
+    best = best_evaluation(frame)
+    # every trial peaks at validation 0.2 (epoch 2): the first trial id in order wins, at its epoch 2
+    assert best["trial_id"] == "baby-kdiffe-0" and best["epoch"] == 2
+    assert best["test_recall@20"] == pytest.approx(0.20) and best["val_recall@20"] == pytest.approx(0.2)
+    assert best["wall_time"] is None and best["n_users"] is None  # NaN -> None
+    assert type(best["epoch"]) is int and type(best["M"]) is int  # plain Python values, JSON-ready
+    lifted = frame.copy()
+    lifted.loc[(lifted["trial_id"] == "tiktok-no_s-2") & (lifted["epoch"] == 3), "val_recall@20"] = 0.9
+    assert best_evaluation(lifted)["trial_id"] == "tiktok-no_s-2"
+    assert best_evaluation(lifted)["test_recall@20"] == pytest.approx(0.14 + 0.3)
+    assert best_evaluation(frame, "val_ndcg@20")["val_ndcg@20"] == pytest.approx(0.1)
+    assert best_evaluation(frame[frame["status"] == "error"]) is None
 
 
 def test_table_iii_means_stds_and_paired_p_values(frame):

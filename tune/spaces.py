@@ -5,18 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from kdiffe.config import FIELDS, VARIANTS, ConfigError
-from kdiffe.results import SWEEP_PARAMS
-
-#: The paper's sweep grids (DESIGN.md section 4).
-PAPER_GRIDS: dict[str, tuple[float, ...]] = {
-    "M": (30, 50, 80, 110, 130, 150),
-    "R": (6, 8, 10, 12, 15, 20),
-    "xi": (0.1, 0.3, 0.5, 0.7, 0.9, 1.0),
-    "t": (2, 5, 10, 20, 50, 80),
-    "tau": (0.1, 0.3, 0.5, 0.7, 0.9, 1.0),
-    "theta1": (1.0, 1e-1, 1e-2, 1e-3, 1e-4),
-    "q": (1, 2, 3, 4, 5, 6),
-}
+from kdiffe.paper import JOINT_RANGES, PAPER_GRIDS, SWEEP_PARAMS, range_ends  # noqa: F401  (PAPER_GRIDS re-exported)
 
 #: Parameters a search may move: the paper's seven and the ablation switch.
 SEARCHABLE = SWEEP_PARAMS + ("variant",)
@@ -46,24 +35,22 @@ def grid_points(params: Iterable[str], base: dict[str, Any]) -> list[dict[str, A
 
 
 def joint_space(params: Iterable[str]) -> dict[str, Any]:
-    """Ray Tune distributions over the paper's ranges, for optuna and random search."""
+    """Ray Tune distributions over the paper's ranges (kdiffe.paper.JOINT_RANGES), for optuna and random search."""
     from ray import tune
 
-    ranges = {
-        "M": tune.randint(30, 151),
-        "R": tune.randint(6, 21),
-        "xi": tune.uniform(0.0, 1.0),
-        "t": tune.choice(list(PAPER_GRIDS["t"])),
-        "tau": tune.uniform(0.1, 1.0),
-        "theta1": tune.loguniform(1e-4, 1.0),
-        "q": tune.randint(1, 7),
-        "variant": tune.choice(["kdiffe", "no_s", "unguided", "no_cl"]),
-    }
-    return {name: ranges[name] for name in params}
+    def distribution(kind: str, *spec: Any) -> Any:
+        if kind == "int":
+            return tune.randint(spec[0], spec[1] + 1)  # randint excludes its upper end
+        if kind == "uniform":
+            return tune.uniform(spec[0], spec[1])
+        if kind == "loguniform":
+            return tune.loguniform(spec[0], spec[1])
+        return tune.choice(list(spec[0]))
+
+    return {name: distribution(*JOINT_RANGES[name]) for name in params}
 
 
 def extreme_values(params: Iterable[str]) -> list[dict[str, Any]]:
     """The corners of the joint ranges, checked before any trial starts."""
-    lows = {"M": 30, "R": 6, "xi": 0.0, "t": 2, "tau": 0.1, "theta1": 1e-4, "q": 1, "variant": "kdiffe"}
-    highs = {"M": 150, "R": 20, "xi": 1.0, "t": 80, "tau": 1.0, "theta1": 1.0, "q": 6, "variant": "no_cl"}
-    return [{p: lows[p] for p in params}, {p: highs[p] for p in params}]
+    params = tuple(params)
+    return [{p: range_ends(p)[0] for p in params}, {p: range_ends(p)[1] for p in params}]
