@@ -1,16 +1,14 @@
-"""Ray Tune layer on tiny synthetic data: grid coverage, optuna + ASHA, CSV schema, failed trials,
-scalability, a killed experiment resumed, and one-line errors for bad input.
+"""Ray Tune layer on tiny synthetic data: grid coverage, optuna + ASHA, the CSV schema, failed
+trials, scalability, and one-line errors for bad input.
 
-One local Ray (2 CPUs, no dashboard) is shared by every in-process test (``ray_session``);
-the resume test runs tune/search.py as a script in its own process, as a user would.
+One local Ray (2 CPUs, no dashboard) is shared by every in-process test (``ray_session``). The
+tests that kill processes, resume, or join a two-node cluster are in tests/test_reliability.py.
 """
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -28,28 +26,26 @@ def ray_session():
     """One local Ray for the whole session (also imported by test_ablations.py)."""
     import ray
 
-    from tune.experiment import RAY_ENV
+    from tune.experiment import set_ray_env
 
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
+    set_ray_env()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     if started:
         ray.shutdown()
 
 
-def script(path, *args, timeout=300):
+def script(path, *args, timeout=300, env=None):
     return subprocess.run([sys.executable, str(ROOT / path), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def one_line_error(capsys, main, argv):
-    """Run ``main(argv)``: it must exit 2 with exactly one stderr line starting with 'error: '."""
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    assert exited.value.code == 2
+    """Run ``main(argv)``: it must return 2 with exactly one stderr line starting with 'error: '."""
+    assert main(argv) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     return lines[0]
@@ -68,6 +64,14 @@ def test_grid_points_are_one_factor_at_a_time():
     assert variants == ["no_s", "unguided", "no_cl", "lightgcn", "lightgcn_s"]
 
 
+@pytest.mark.parametrize("text,seeds", [("2024", [2024]), ("0,1,2", [0, 1, 2]), ("0-4", [0, 1, 2, 3, 4]),
+                                        ("3,0-1", [3, 0, 1]), ("1,1", [1])])
+def test_seeds_mean_the_same_in_every_script(text, seeds):
+    from tune.cli import seeds_arg
+
+    assert seeds_arg(text) == seeds
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--set", "M=-1"], "M=-1"),
     (["--set", "bogus=3"], "unknown parameter 'bogus'"),
@@ -75,40 +79,133 @@ def test_grid_points_are_one_factor_at_a_time():
     (["--params", "M,zeta"], "--params: unknown zeta"),
     (["--mode", "grid", "--params", "q", "--set", "concepts=3"], "q=4: larger than the 3 concept"),
     (["--mode", "optuna", "--params", "q", "--set", "concepts=3"], "q=6: larger than the 3 concept"),
+    (["--mode", "random", "--params", "q", "--set", "q=1000"], "--set q=...: q is searched"),
+    (["--mode", "grid", "--params", "xi,variant", "--variant", "no_s"], "the variant is searched"),
     (["--metric", "test_recall@20"], "choose a validation metric"),
+    (["--mode", "optuna", "--params", "R,M"], "--set M=...: M is searched"),
     (["--mode", "bayes"], "invalid choice: 'bayes'"),
     (["--epochs", "-3"], "must be >= 0"),
     (["--epochs", "0"], "epochs=0"),
-    (["--seeds", "a,b"], "comma-separated integers"),
-    (["--mode", "optuna", "--seeds", "1,2"], "takes one seed"),
+    (["--seeds", "a,b"], "expected seeds such as"),
+    (["--mode", "optuna", "--params", "xi", "--seeds", "1,2"], "takes one seed"),
     (["--cpus-per-trial", "64"], "--cpus-per-trial 64: this machine has"),
     (["--gpus-per-trial", "64"], "--gpus-per-trial 64: this machine has"),
 ])
 def test_invalid_search_arguments_fail_with_one_line(ray_session, tmp_path, capsys, args, needle):
     from tune.search import main
 
-    line = one_line_error(capsys, main, [*TINY, *args, "--storage", str(tmp_path)])
+    params = [] if "--params" in args else ["--params", "xi"]  # TINY fixes M and R
+    line = one_line_error(capsys, main, [*TINY, *params, *args, "--storage", str(tmp_path)])
     assert needle in line
     assert not any(p.suffix == ".csv" for p in tmp_path.rglob("*"))
+    assert not any(tmp_path.iterdir())  # nothing is created for a refused command
 
 
-def test_resume_of_nothing_and_existing_name_fail(ray_session, tmp_path, capsys):
+def test_resume_of_nothing_and_existing_name_fail(tmp_path, capsys):
     from tune.search import main
 
     assert "--resume: no experiment" in one_line_error(
         capsys, main, [*TINY, "--storage", str(tmp_path), "--name", "none", "--resume"])
+    assert "--resume needs --name" in one_line_error(capsys, main, ["--storage", str(tmp_path), "--resume"])
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "results.csv").write_text("x\n")
-    assert "continue it with --resume" in one_line_error(
-        capsys, main, [*TINY, "--storage", str(tmp_path), "--name", "taken"])
+    assert "continue it with --name taken --resume" in one_line_error(
+        capsys, main, [*TINY, "--params", "xi", "--storage", str(tmp_path), "--name", "taken"])
+    assert "holds no experiment.json" in one_line_error(
+        capsys, main, ["--storage", str(tmp_path), "--name", "taken", "--resume"])
+
+
+@pytest.mark.parametrize("storage,needle", [
+    ("file", "is a file, not a folder"),
+    ("/proc/kdiffe-results", "cannot write there"),
+    ("file/below", "cannot write there"),
+])
+def test_unusable_storage_fails_before_ray_starts(tmp_path, storage, needle):
+    if storage.startswith("file"):
+        (tmp_path / "taken.txt").write_text("not a folder")
+        storage = str(tmp_path / storage.replace("file", "taken.txt"))
+    proc = script("tune/search.py", *TINY, "--storage", storage, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: --storage {storage}") and needle in proc.stderr
+    assert "ray" not in proc.stdout.lower()
 
 
 def test_scripts_run_from_the_repo_root_and_reject_unknown_datasets(tmp_path):
-    proc = script("tune/search.py", "--dataset", "atlantis", "--data-dir", str(tmp_path))
+    proc = script("tune/search.py", "--dataset", "atlantis", "--data-dir", str(tmp_path), "--storage", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("error: unknown dataset 'atlantis'")
-    proc = script("tune/scalability.py", "--dataset", "atlantis", "--data-dir", str(tmp_path))
+    proc = script("tune/scalability.py", "--dataset", "atlantis", "--data-dir", str(tmp_path), "--storage", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.startswith("error: unknown dataset 'atlantis'"), proc.stderr
+    proc = script("tune/search.py", "--storage", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr == "error: --dataset is required\n", proc.stderr
+
+
+def test_empty_or_old_results_files_read_as_rows_or_none(tmp_path):
+    from tune.store import read_frame
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert list(read_frame(empty).columns) == list(COLUMNS) and len(read_frame(empty)) == 0
+    old = [c for c in COLUMNS if c != "l2"]  # a CSV written before the l2 column existed
+    pd.DataFrame([{c: "x" for c in old} | {"trial_id": "t1", "epoch": 1}], columns=old).to_csv(tmp_path / "o.csv", index=False)
+    frame = read_frame(tmp_path / "o.csv")
+    assert list(frame.columns) == list(COLUMNS) and frame.loc[0, "trial_id"] == "t1" and pd.isna(frame.loc[0, "l2"])
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    from tune import store
+
+    path = tmp_path / "results.csv"
+    store.write_atomic(path, "a,b\n1,2\n")
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        store.write_atomic(path, "a,b\n3,4\n")
+    assert path.read_text() == "a,b\n1,2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary file left behind
+
+
+def test_resume_refuses_options_that_change_the_trials(tmp_path):
+    from tune.cli import resolve_resume
+    from tune.store import ExperimentError, start_record
+
+    settings = {"dataset": "synthetic", "epochs": 2, "overrides": ["M=5"], "cpus_per_trial": None,
+                "data_dir": str(tmp_path)}
+    start_record(tmp_path, "tune/search.py", ["tune/search.py"], settings)
+    import argparse
+    args = argparse.Namespace(dataset=None, epochs=None, overrides=[], cpus_per_trial=None, data_dir=None,
+                              name="x", storage=str(tmp_path.parent), resume=True)
+    merged, _ = resolve_resume(args, {"cpus_per_trial": 2.0, "resume": True, "name": "x"}, tmp_path)
+    assert merged.epochs == 2 and merged.overrides == ["M=5"] and merged.cpus_per_trial == 2.0
+    assert merged.data_dir == str(tmp_path)
+    with pytest.raises(ExperimentError, match=r"--epochs 5: .* was started with 2"):
+        resolve_resume(args, {"epochs": 5}, tmp_path)
+    with pytest.raises(ExperimentError, match=r"--set M=6: .* was started with M=5"):
+        resolve_resume(args, {"overrides": ["M=6"]}, tmp_path)
+
+
+def test_ray_token_is_used_when_joining_a_cluster(tmp_path, monkeypatch):
+    from tune import experiment
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "none"))
+    assert not experiment.auth_token_available()
+    (tmp_path / "token").write_text("abc\n")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "token"))
+    assert experiment.auth_token_available()
+
+
+@pytest.mark.parametrize("cpus,given,expect", [(2, (None, None), (2.0, 1)), (16, (None, None), (4.0, 4)),
+                                               (1, (None, None), (1.0, 1)), (16, (1.0, None), (1.0, 16)),
+                                               (16, (None, 2), (4.0, 2))])
+def test_default_resources_never_split_a_small_machine(cpus, given, expect):
+    from tune.experiment import default_resources
+
+    assert default_resources(cpus, *given, gpus_per_trial=0.0) == expect
 
 
 # ---------------------------------------------------------------------------------- with Ray
@@ -123,26 +220,34 @@ def test_grid_experiment_covers_exactly_the_grid(ray_session, tmp_path, capsys):
     assert len(frame) == len(trials) == 6  # one evaluation each
     assert sorted(zip(trials["sweep"], trials["q"])) == [("default", 1)] + [("q", q) for q in range(2, 7)]
     assert set(frame["kind"]) == {"grid"} and set(frame["status"]) == {"ok"}
+    assert set(frame["experiment"]) == {"grid"}
     assert set(frame["dataset"]) == {"synthetic"} and set(frame["variant"]) == {"kdiffe"}
     assert set(frame["seed"]) == {2024} and (frame["M"] == 5).all() and (frame["n_users"] == 120).all()
     assert frame["seconds_per_epoch"].gt(0).all() and frame["wall_time"].gt(0).all()
     best = json.loads((tmp_path / "grid" / "best.json").read_text())
     assert best["best"]["val_recall@20"] == frame["val_recall@20"].max() and best["trials"] == 6
+    record = json.loads((tmp_path / "grid" / "experiment.json").read_text())
+    assert record["settings"]["epochs"] == 1 and record["runs"][0]["exit"] == 0
+    assert record["runs"][0]["wall_seconds"] > 0 and record["runs"][0]["command"][0] == "tune/search.py"
     out = capsys.readouterr().out
     assert "best by val_recall@20" in out and "test       recall@20" in out
+    assert "6/6 trials done" in out and "1 trial at a time, 2 CPUs each" in out
+    assert "╭" not in out and "Trial status" not in out and len(out.splitlines()) < 30  # no Ray boxes
 
 
-def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path):
+def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path, capsys):
     from tune.search import main
 
     assert main([*TINY, "--mode", "optuna", "--params", "xi,q", "--num-samples", "6", "--epochs", "4",
-                 "--max-concurrent", "2", "--set", "variant=no_cl", "--storage", str(tmp_path), "--name", "opt"]) == 0
+                 "--max-concurrent", "2", "--cpus-per-trial", "1", "--set", "variant=no_cl", "--storage",
+                 str(tmp_path), "--name", "opt"]) == 0
     frame = pd.read_csv(tmp_path / "opt" / "results.csv")
     epochs = frame.groupby("trial_id")["epoch"].max()
     assert len(epochs) == 6 and set(frame["kind"]) == {"search"}
     assert (epochs < 4).any() and (epochs == 4).any()  # ASHA stopped some, others ran to the end
     trials = frame.drop_duplicates("trial_id")
     assert trials["xi"].nunique() == 6 and trials["xi"].between(0, 1).all() and trials["q"].between(1, 6).all()
+    assert "stopped early by the scheduler" in capsys.readouterr().out
 
 
 def test_failed_trials_are_recorded_and_do_not_stop_the_experiment(ray_session, tmp_path, capsys):
@@ -153,13 +258,14 @@ def test_failed_trials_are_recorded_and_do_not_stop_the_experiment(ray_session, 
     if torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
     code = main([*TINY, "--mode", "random", "--params", "xi", "--num-samples", "2", "--scheduler", "fifo",
-                 "--epochs", "1", "--set", "device=cuda:7", "--storage", str(tmp_path), "--name", "bad"])
+                 "--epochs", "1", "--max-failures", "0", "--set", "device=cuda:7", "--storage", str(tmp_path),
+                 "--name", "bad"])
     assert code == 1
     frame = pd.read_csv(tmp_path / "bad" / "results.csv")
     assert len(frame) == 2 and frame["trial_id"].nunique() == 2 and set(frame["status"]) == {"error"}
-    assert frame["error"].str.contains("cuda").all()
+    assert frame["error"].str.contains("cuda").all() and (frame["experiment"] == "bad").all()
     out = capsys.readouterr().out
-    assert "2 trials, 2 failed" in out and "no successful trial" in out
+    assert "2 trials, 2 failed" in out and "no successful trial" in out and "failed (xi=" in out
     assert json.loads((tmp_path / "bad" / "best.json").read_text())["failed_trials"] == 2
 
 
@@ -177,50 +283,14 @@ def test_scalability_sweeps_t_and_users(ray_session, tmp_path, capsys):
     assert "s/epoch" in capsys.readouterr().out
 
 
-def test_killed_experiment_resumes_without_repeating_trials(tmp_path):
-    args = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "2", "--max-concurrent", "1",
-            "--storage", str(tmp_path), "--name", "killme"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tune" / "search.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    csv = tmp_path / "killme" / "results.csv"
-    deadline = time.time() + 180
-    try:
-        while time.time() < deadline:
-            if csv.exists() and pd.read_csv(csv).query("epoch == 2")["trial_id"].nunique() >= 2:
-                break
-            if proc.poll() is not None:
-                pytest.fail("the experiment ended before it could be killed")
-            time.sleep(0.3)
-        else:
-            pytest.fail("no trial finished in time")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    before = pd.read_csv(csv)
-    finished = before[before["trial_id"].isin(before.query("epoch == 2")["trial_id"])]
-    assert before["trial_id"].nunique() < 6
-    resumed = script("tune/search.py", *args, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    after = pd.read_csv(csv)
-    assert after["trial_id"].nunique() == 6 and len(after) == 12, after[["trial_id", "epoch", "status", "error"]].to_string()  # 6 trials x 2 evaluations
-    assert not after.duplicated(["trial_id", "epoch"]).any()
-    assert sorted(after.drop_duplicates("trial_id")["q"]) == [1, 2, 3, 4, 5, 6]
-    # trials finished before the kill were kept, not run again
-    keep = ["trial_id", "epoch", "wall_time", "val_recall@20"]
-    kept = after[after["trial_id"].isin(finished["trial_id"])][keep].sort_values(keep[:2]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(kept, finished[keep].sort_values(keep[:2]).reset_index(drop=True))
+def test_same_seed_twice_gives_identical_metrics(ray_session, tmp_path):
+    from kdiffe.results import METRIC_COLUMNS
+    from tune.search import main
 
-
-def test_resuming_an_older_csv_adds_its_missing_columns_without_shifting_rows(tmp_path):
-    from tune.experiment import results_callback, tidy_frame
-    path = tmp_path / "results.csv"
-    old = [c for c in COLUMNS if c != "l2"]  # a CSV started before the l2 column existed
-    first = {c: f"v-{c}" for c in old} | {"trial_id": "t1", "status": "ok", "epoch": "1"}
-    pd.DataFrame([first], columns=old).to_csv(path, index=False)
-    tidy_frame(path).to_csv(path, index=False)  # what run() does before resuming
-    row = {c: f"v-{c}" for c in COLUMNS} | {"trial_id": "t2", "status": "ok", "epoch": "1"}
-    results_callback("exp", "search", path)._append(row)
-    frame = pd.read_csv(path, dtype=str)
-    assert list(frame.columns) == list(COLUMNS)
-    assert all(frame.loc[0, c] == first[c] for c in old) and pd.isna(frame.loc[0, "l2"])
-    assert all(frame.loc[1, c] == row[c] for c in COLUMNS)
+    for name in ("a", "b"):
+        assert main([*TINY, "--mode", "grid", "--params", "xi", "--epochs", "2", "--set", "patience=0",
+                     "--storage", str(tmp_path), "--name", name]) == 0
+    a, b = (pd.read_csv(tmp_path / n / "results.csv").sort_values(["sweep", "xi", "epoch"]).reset_index(drop=True)
+            for n in ("a", "b"))
+    assert len(a) == 12
+    pd.testing.assert_frame_equal(a[list(METRIC_COLUMNS)], b[list(METRIC_COLUMNS)])

@@ -20,15 +20,12 @@ from typing import Any, Iterable, Sequence
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdiffe.config import ConfigError, from_dict, parse_overrides  # noqa: E402
-from kdiffe.data import DatasetError  # noqa: E402
+from kdiffe.config import ConfigError, from_dict  # noqa: E402
 from kdiffe.trainer import dataset_for  # noqa: E402
 
-from tune.experiment import (Experiment, Parser, add_run_options, base_values, check_dataset,  # noqa: E402
-                             evaluations, fail, interrupted_line, run, validate_configs)
-from tune.spaces import PAPER_GRIDS  # noqa: E402
+from tune.cli import Plan, Script, check_dataset, main as run_script  # noqa: E402
+from kdiffe.paper import PAPER_GRIDS, SCALABILITY_USER_COUNTS as USER_COUNTS  # noqa: E402
 
-USER_COUNTS = (5000, 10000, 20000, 30000, 0)  # 0 = all users
 DEFAULT_EPOCHS = 3
 
 
@@ -58,49 +55,43 @@ def points(datasets: Sequence[str], users_dataset: str | None, n_users: int, onl
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="tune/scalability.py", description=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", nargs="+", required=True, help="datasets of the t sweep")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", nargs="+", default=None, help="datasets of the t sweep")
     parser.add_argument("--users-dataset", default=None, help="dataset of the users sweep (default: sports if given)")
     parser.add_argument("--only", choices=["t", "users"], default=None, help="run one of the two sweeps")
     parser.add_argument("--steps", type=int_list, default=PAPER_GRIDS["t"], help="diffusion steps t (default the paper's)")
     parser.add_argument("--user-counts", type=int_list, default=USER_COUNTS, help="user counts, 0 = all")
-    add_run_options(parser)
-    return parser
+
+
+def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
+    from ray import tune
+
+    if 0 in args.steps:
+        raise ConfigError("--steps: diffusion steps must be >= 1")
+    users_dataset = args.users_dataset or ("sports" if "sports" in args.dataset else None)
+    datasets = tuple(dict.fromkeys([*args.dataset, *([users_dataset] if users_dataset else [])]))
+    n_users = 0
+    if users_dataset and args.only != "t":
+        check_dataset(users_dataset, base["data_dir"])
+        n_users = dataset_for(from_dict({**base, "dataset": users_dataset, "max_users": 0})).n_users
+    trial_points = points(args.dataset, users_dataset, n_users, args.only, args.steps, args.user_counts)
+    if not trial_points:
+        raise ConfigError("nothing to run: the users sweep needs sports among --dataset, or --users-dataset")
+    return Plan(kind="scalability", name="scalability", param_space={**base, "point": tune.grid_search(trial_points)},
+                candidates=[{**base, "point": p} for p in trial_points], total=len(trial_points),
+                params=("dataset", "t", "max_users"), max_concurrent=1, datasets=datasets)
+
+
+def finish(outcome: Any, exp: Any, args: argparse.Namespace) -> tuple[list[str], int]:
+    return timing_lines(outcome.frame), 0 if (outcome.frame["status"] == "ok").any() else 1
+
+
+SCRIPT = Script(prog="tune/scalability.py", doc=__doc__, add_arguments=add_arguments, plan=plan, finish=finish,
+                defaults=lambda args: {"variant": "kdiffe", "patience": 0, "epochs": DEFAULT_EPOCHS})
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ray import tune
-
-    args = build_parser().parse_args(argv)
-    if 0 in args.steps:
-        fail("--steps: diffusion steps must be >= 1")
-    try:
-        overrides = parse_overrides(args.overrides)
-        base = base_values(args, overrides, {"variant": "kdiffe", "patience": 0, "epochs": DEFAULT_EPOCHS})
-        users_dataset = args.users_dataset or ("sports" if "sports" in args.dataset else None)
-        for dataset in dict.fromkeys([*args.dataset, *([users_dataset] if users_dataset else [])]):
-            check_dataset(dataset, base["data_dir"])
-        n_users = 0
-        if users_dataset and args.only != "t":
-            n_users = dataset_for(from_dict({**base, "dataset": users_dataset, "max_users": 0})).n_users
-        trial_points = points(args.dataset, users_dataset, n_users, args.only, args.steps, args.user_counts)
-        if not trial_points:
-            fail("nothing to run: the users sweep needs sports among --dataset, or --users-dataset")
-        validate_configs({**base, "point": p} for p in trial_points)
-    except (ConfigError, DatasetError) as exc:
-        fail(str(exc))
-    exp = Experiment(name=args.name or "scalability", storage=Path(args.storage).resolve(), kind="scalability",
-                     param_space={**base, "point": tune.grid_search(trial_points)},
-                     max_t=evaluations(base["epochs"], base.get("eval_every", 1)),
-                     cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                     max_concurrent=args.max_concurrent or 1, address=args.address, resume=args.resume)
-    frame = run(exp)
-    print("\n".join(timing_lines(frame) + interrupted_line(exp, "tune/scalability.py")))
-    if exp.extra.get("interrupted"):
-        return 130
-    return 0 if (frame["status"] == "ok").any() else 1
+    return run_script(SCRIPT, argv)
 
 
 def timing_lines(frame: Any) -> list[str]:

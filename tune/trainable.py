@@ -1,18 +1,29 @@
-"""The Ray Tune trainable: one trial = one ``kdiffe.Trainer`` run, checkpointed at every report.
+"""The Ray Tune trainable: one trial = one ``kdiffe.Trainer`` run that owns its results.
 
 Ray stays here; ``kdiffe`` never imports it. A trial's config is a flat dict of Config fields plus
-the meta keys of :data:`META_KEYS` (where the trial sits in the experiment).
+the meta keys of :data:`META_KEYS` (where the trial sits in the experiment and where it writes).
+
+At every evaluation the trial writes its checkpoint and then its rows into its own folder
+(:class:`tune.store.TrialFiles`), then reports to Ray. Ray holds no checkpoint of ours: a trial
+that starts again (``--resume`` after a crash, or Ray retrying a failed worker) reloads its own
+last checkpoint, reports the evaluations it had already made (so schedulers see one consistent
+history) and trains on from there.
 """
 
 from __future__ import annotations
 
-import tempfile
+import time
+import traceback
+from pathlib import Path
 from typing import Any, Mapping
 
 from kdiffe.config import Config, from_dict
+from kdiffe.results import result_row
+
+from .store import TrialFiles
 
 #: Keys of a trial config that are not Config fields.
-META_KEYS = ("point", "sweep", "kind", "experiment")
+META_KEYS = ("point", "sweep", "kind", "experiment", "results_dir")
 
 
 def resolve_trial_config(trial_config: Mapping[str, Any]) -> tuple[Config, str]:
@@ -25,32 +36,46 @@ def resolve_trial_config(trial_config: Mapping[str, Any]) -> tuple[Config, str]:
 
 
 def kdiffe_trainable(trial_config: dict[str, Any]) -> None:
-    """Train one configuration, reporting every evaluation with a checkpoint; resumes from one."""
+    """Train one configuration, writing and reporting every evaluation; continues its own checkpoint."""
     import ray
     import torch
     from ray import tune
 
     from kdiffe.trainer import Trainer
 
-    config, _ = resolve_trial_config(trial_config)
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    trainer = Trainer(config)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer.load(folder)
-    sizes = {"n_users": trainer.dataset.n_users, "n_items": trainer.dataset.n_items}
+    config, sweep = resolve_trial_config(trial_config)
+    trial_id = tune.get_context().get_trial_id()
+    files = TrialFiles(Path(trial_config["results_dir"]), trial_id)
+    identity = dict(experiment=trial_config.get("experiment", ""), trial_id=trial_id, config=config.to_dict(),
+                    kind=trial_config.get("kind", "search"), sweep=sweep)
+    files.begin(ray.get_runtime_context().get_node_id(), result_row(metrics={}, **identity))
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        torch.set_num_threads(max(1, int(cpus)))
+        trainer = Trainer(config)  # its log goes to the worker log (shown with -v)
+        state = files.state_folder()
+        if state is not None:
+            trainer.load(state)
+        sizes = {"n_users": trainer.dataset.n_users, "n_items": trainer.dataset.n_items}
+        history = trainer.history.evaluations
+        offset = history[-1].get("wall_time", 0.0) if history else 0.0
+        start = time.perf_counter()
 
-    def report(metrics: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            trainer.save(folder)
-            tune.report({**metrics, **sizes}, checkpoint=tune.Checkpoint.from_directory(folder))
+        def row(metrics: Mapping[str, Any]) -> dict[str, Any]:
+            return result_row(metrics={**metrics, **sizes}, wall_time=metrics.get("wall_time"),
+                              n_users=sizes["n_users"], n_items=sizes["n_items"], **identity)
 
-    if trainer.finished and trainer.history.evaluations:
-        # restored from the checkpoint of its last evaluation (the run was cut off right after it):
-        # report that evaluation again so Ray records the trial as finished; rows are de-duplicated
-        last = trainer.history.evaluations[-1]
-        report({**last, "best_epoch": trainer.history.best["epoch"], "done": True})
-        return
-    trainer.run(report)
+        files.write_rows(row(m) for m in history)  # repairs rows cut off after the checkpoint
+        for metrics in history:  # what Ray saw before the restart, so schedulers see it again
+            tune.report({**metrics, **sizes})
+
+        def report(metrics: dict[str, Any]) -> None:
+            history[-1]["wall_time"] = metrics["wall_time"] = offset + time.perf_counter() - start
+            files.save_state(trainer.save)
+            files.write_rows(row(m) for m in history)
+            tune.report({**metrics, **sizes, "finished": bool(metrics.get("done"))})
+
+        trainer.run(report)
+    except Exception as exc:
+        files.fail("".join(traceback.format_exception_only(type(exc), exc)))
+        raise

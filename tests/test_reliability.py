@@ -1,0 +1,191 @@
+"""Crash-proofing of the Ray runner, each test bounded in time and on loopback only:
+
+- the driver killed mid-experiment, then ``--resume`` with nothing but ``--name``: every trial
+  once, finished trials untouched, the stored options (data folder included) reused;
+- a trial's worker process killed mid-trial: Ray restarts the trial, which continues from its own
+  last checkpoint, with no evaluation lost or repeated and the same numbers as an uninterrupted run;
+- two Ray nodes on this machine (a head and a worker joined to it, token authentication required):
+  a search with ``--address`` runs trials on both, and both nodes stop at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from test_tune import TINY, script
+
+SMALL = ["--set", "M=5", "--set", "R=2", "--set", "concepts=6", "--set", "denoiser_hidden=32"]
+
+
+def write_dataset(folder: Path) -> None:
+    """A small dataset in the authors' format (pickled coo matrices, features) from the synthetic generator."""
+    from kdiffe.data import make_synthetic
+
+    ds = make_synthetic(n_users=120, n_items=60, seed=3)
+    folder.mkdir(parents=True)
+    for name, matrix in (("trnMat", ds.train), ("valMat", ds.val), ("tstMat", ds.test)):
+        with open(folder / f"{name}.pkl", "wb") as fh:
+            pickle.dump(matrix.tocoo(), fh)
+    import numpy as np
+
+    for modality, feats in ds.features.items():
+        np.save(folder / f"{modality}_feat.npy", feats)
+
+
+def rows_of(experiment: Path) -> dict[str, pd.DataFrame]:
+    out = {}
+    for rows in sorted((experiment / "trials").glob("*/rows.csv")):
+        try:
+            out[rows.parent.name] = pd.read_csv(rows)
+        except (pd.errors.EmptyDataError, OSError):
+            pass
+    return out
+
+
+def wait_for(condition, proc: subprocess.Popen, seconds: float, what: str) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the experiment ended before {what}")
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def start(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "tune" / "search.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_killed_driver_resumes_with_only_its_name(tmp_path):
+    data = tmp_path / "data"
+    write_dataset(data / "tiny")
+    env = {k: v for k, v in os.environ.items() if k != "KDIFFE_DATA_DIR"}
+    args = ["--dataset", "tiny", "--data-dir", str(data), *SMALL, "--mode", "grid", "--params", "q", "--epochs", "2",
+            "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", "killme"]
+    proc = start(args, env)
+    experiment = tmp_path / "runs" / "killme"
+    finished_two = lambda: sum(len(r) == 2 for r in rows_of(experiment).values()) >= 2  # noqa: E731
+    try:
+        wait_for(finished_two, proc, 180, "two trials finished")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = rows_of(experiment)
+    assert 2 <= len(before) < 6
+    finished = {trial: rows for trial, rows in before.items() if len(rows) == 2}
+    resumed = script("tune/search.py", "--storage", str(tmp_path / "runs"), "--name", "killme", "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:] + resumed.stdout[-3000:]
+    after = pd.read_csv(experiment / "results.csv")
+    assert after["trial_id"].nunique() == 6 and len(after) == 12, after[["trial_id", "epoch", "status"]].to_string()
+    assert not after.duplicated(["trial_id", "epoch"]).any() and set(after["status"]) == {"ok"}
+    assert sorted(after.drop_duplicates("trial_id")["q"]) == [1, 2, 3, 4, 5, 6]
+    assert set(after["dataset"]) == {"tiny"}
+    keep = ["trial_id", "epoch", "wall_time", "val_recall@20", "test_ndcg@20"]
+    for trial, rows in finished.items():  # trials finished before the kill were kept, not run again
+        mine = after[after["trial_id"] == trial][keep[1:]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, rows[keep[1:]].reset_index(drop=True))
+    record = json.loads((experiment / "experiment.json").read_text())
+    assert [run["exit"] for run in record["runs"]] == [None, 0]  # the killed run never ended
+    assert record["settings"]["data_dir"] == str(data)
+
+
+def test_killed_worker_restarts_the_trial_from_its_checkpoint(tmp_path):
+    import kdiffe
+    from kdiffe.config import from_dict
+
+    epochs = 40
+    args = [*TINY, "--set", "syn_users=300", "--set", "patience=0", "--set", "xi=0.5", "--set", "variant=no_cl",
+            "--mode", "random", "--params", "tau", "--num-samples", "1", "--scheduler", "fifo", "--epochs",
+            str(epochs), "--max-failures", "1", "--cpus-per-trial", "1", "--storage", str(tmp_path), "--name", "crash"]
+    proc = start(args)
+    experiment = tmp_path / "crash"
+    try:
+        wait_for(lambda: any(len(r) >= 3 for r in rows_of(experiment).values()), proc, 180, "three evaluations")
+        (trial,) = rows_of(experiment)
+        worker = json.loads((experiment / "trials" / trial / "worker.json").read_text())
+        os.kill(worker["pid"], signal.SIGKILL)
+        assert proc.wait(timeout=240) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    again = json.loads((experiment / "trials" / trial / "worker.json").read_text())
+    assert again["pid"] != worker["pid"]  # a new worker ran the rest
+    frame = pd.read_csv(experiment / "results.csv")
+    assert list(frame["epoch"]) == list(range(1, epochs + 1)) and set(frame["status"]) == {"ok"}
+    tau = float(frame["tau"].iloc[0])
+    values = {"dataset": "synthetic", "syn_users": 300, "syn_items": 60, "M": 5, "R": 2, "concepts": 6,
+              "denoiser_hidden": 32, "patience": 0, "xi": 0.5, "variant": "no_cl", "epochs": epochs, "tau": tau,
+              "seed": 2024, "metric": "recall@20"}
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the trial's threads: the same arithmetic as in the worker
+    try:
+        reference = kdiffe.train(from_dict(values), log=lambda message: None)["history"]
+    finally:
+        torch.set_num_threads(threads)
+    expected = pd.DataFrame(reference)["val_recall@20"].to_numpy()
+    assert frame["val_recall@20"].to_numpy() == pytest.approx(expected, abs=1e-12)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
+    port = free_port()
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}, "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_TOKEN_PATH": str(token)}  # the client is told where the token is, not the mode
+    node_env = {**env, "RAY_AUTH_MODE": "token"}  # the cluster requires the token
+    ray = str(Path(sys.executable).with_name("ray"))
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--block", "--disable-usage-stats"]
+    head = subprocess.Popen([ray, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
+                            env=node_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    nodes = [head]
+    try:
+        time.sleep(8)
+        worker = subprocess.Popen([ray, "start", "--address", f"127.0.0.1:{port}", *common], env=node_env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        nodes.append(worker)
+        time.sleep(8)
+        run = script("tune/search.py", *TINY, "--mode", "grid", "--params", "q", "--epochs", "3",
+                     "--address", f"127.0.0.1:{port}", "--cpus-per-trial", "1", "--max-concurrent", "2",
+                     "--storage", str(tmp_path), "--name", "cluster", timeout=300, env=env)
+        assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-2000:]
+        assert "2 trials at a time, 1 CPUs each (Ray sees 2 CPUs" in run.stdout
+        frame = pd.read_csv(tmp_path / "cluster" / "results.csv")
+        assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"ok"}
+        used = {json.loads(p.read_text())["node"] for p in (tmp_path / "cluster" / "trials").glob("*/worker.json")}
+        assert len(used) == 2, used
+    finally:
+        for node in reversed(nodes):
+            node.terminate()
+        for node in nodes:
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait()
+                pytest.fail("a Ray node did not stop on SIGTERM")
+    assert all(node.returncode is not None for node in nodes)
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))  # the head's GCS is gone

@@ -1,0 +1,306 @@
+"""The one entry point behind ``tune/search.py``, ``tune/scalability.py`` and ``ablations/run.py``.
+
+Each script is a :class:`Script`: its own options, a :class:`Plan` (the trials) built from the
+parsed options, and the lines to print at the end. Everything else is here, once: the options
+every experiment shares, ``--set`` values, the dataset and configuration checks made before any
+trial starts, the experiment folder (``experiment.json`` keeps the resolved options, so
+``--resume`` needs only ``--name``), Ray, the end-of-run summary and the exit code: 0 done,
+1 every trial failed, 2 a user mistake (one line ``error: ...``), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
+
+from kdiffe.config import ConfigError, from_dict, parse_overrides
+from kdiffe.data import available_datasets, load_dataset, resolve_data_dir
+from kdiffe.errors import UserError, report
+from kdiffe.knowledge import default_concepts
+from kdiffe.results import DEFAULT_STORAGE, RESULTS_FILE, best_evaluation
+from kdiffe.trainer import dataset_for
+
+from .experiment import Experiment, Outcome, check_resources, run, set_ray_env, start_ray
+from .store import ExperimentError, check_storage, end_record, load_record, start_record
+from .trainable import resolve_trial_config
+
+#: Options that may change on --resume: they decide where and how fast trials run, not what they compute.
+RESOURCE_OPTIONS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "address", "verbose")
+#: Options that name the experiment rather than describe it.
+LOCATION_OPTIONS = ("storage", "name", "resume")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes raise UserError (one line ``error: ...``, exit 2) instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+# ------------------------------------------------------------------------------ argument types
+def non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse type: ``kind(text)`` that must be >= 0."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def seeds_arg(text: str) -> list[int]:
+    """argparse type, the same in every script: '2024' -> [2024]; '0,7,42' -> those; '0-4' -> 0..4."""
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            low, dash, high = part.partition("-") if not part.startswith("-") else (part, "", "")
+            seeds += list(range(int(low), int(high) + 1)) if dash else [int(part)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2 or 0-4, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected seeds >= 0 such as 0,1,2 or 0-4, got {text!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options every experiment shares."""
+    parser.add_argument("--data-dir", default=None, help="folder of datasets (default $KDIFFE_DATA_DIR, else ./data)")
+    parser.add_argument("--epochs", type=non_negative(int), default=None, help="epochs per trial")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="fixed kdiffe.Config value for every trial (repeatable)")
+    parser.add_argument("--cpus-per-trial", type=non_negative(float), default=None,
+                        help="CPU threads per trial (default: up to 4, as many trials as the CPUs hold)")
+    parser.add_argument("--gpus-per-trial", type=non_negative(float), default=0.0,
+                        help="fraction of a GPU per trial, e.g. 0.25 packs four trials on one GPU")
+    parser.add_argument("--max-concurrent", type=non_negative(int), default=None, help="trials running at once")
+    parser.add_argument("--max-failures", type=non_negative(int), default=1,
+                        help="times Ray restarts a failed trial from its last checkpoint (default 1)")
+    parser.add_argument("--address", default=None,
+                        help="join an existing Ray cluster, e.g. auto or 10.0.0.5:6379 (default: start a local Ray)")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help=f"folder holding experiments (default ./{DEFAULT_STORAGE})")
+    parser.add_argument("--name", default=None, help="experiment name (folder under --storage)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the experiment --name with the options it was started with")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output and the trials' logs")
+
+
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, Any]:
+    """The options written on the command line (not their defaults)."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    return vars(parser.parse_args(argv))
+
+
+# ------------------------------------------------------------------------------ plan and checks
+@dataclass
+class Plan:
+    """The trials of one experiment, as a script defines them."""
+
+    kind: str
+    name: str  #: default experiment name
+    param_space: dict[str, Any]
+    candidates: list[dict[str, Any]]  #: configurations checked before any trial starts
+    total: int  #: trials planned
+    params: tuple[str, ...] = ()  #: parameters that move between trials
+    metric: str = "val_recall@20"
+    num_samples: int = 1
+    search: str = "grid"
+    scheduler: str = "fifo"
+    seed: int = 0
+    max_concurrent: int | None = None  #: the script's default (scalability: 1)
+    datasets: tuple[str, ...] = ()
+
+
+@dataclass
+class Script:
+    """One experiment command: its options, its plan, its end-of-run report."""
+
+    prog: str  #: e.g. "tune/search.py"
+    doc: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    plan: Callable[[argparse.Namespace, dict[str, Any]], Plan]
+    finish: Callable[[Outcome, Experiment, argparse.Namespace], tuple[list[str], int]]
+    defaults: Callable[[argparse.Namespace], dict[str, Any]] = dict  #: Config values every trial starts from
+    fixed: tuple[tuple[str, str], ...] = ()  #: Config fields the script sets itself -> its option
+
+
+def base_values(args: argparse.Namespace, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Config values shared by every trial: the script's defaults, ``--set`` values, ``--epochs``;
+    data_dir and cache_dir made absolute (Tune changes each trial's working directory)."""
+    from kdiffe.attention import default_cache_dir
+
+    values: dict[str, Any] = {"device": "auto", **defaults, **parse_overrides(args.overrides)}
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    values["data_dir"] = str(resolve_data_dir(args.data_dir or values.get("data_dir")))
+    values["cache_dir"] = str(default_cache_dir(values.get("cache_dir")))
+    from_dict(values)  # fail fast on a bad --set
+    return values
+
+
+def check_dataset(name: str, data_dir: str) -> None:
+    """Refuse an unknown dataset before Ray starts (the full load happens in validate_configs)."""
+    if name != "synthetic" and name not in available_datasets(data_dir):
+        load_dataset(name, data_dir)  # raises DatasetError with the folder and the datasets available
+
+
+def validate_configs(candidates: Iterable[Mapping[str, Any]]) -> None:
+    """Reject a configuration that can never be valid before any trial starts.
+
+    Each candidate (flat Config fields, optionally a grid ``point``) goes through
+    ``kdiffe.config.from_dict``; its dataset is loaded once per (dataset, size) to check q
+    against the concept entities per relation and max_users against the users.
+    """
+    datasets: dict[tuple[Any, ...], Any] = {}
+    for values in candidates:
+        config, _ = resolve_trial_config(values)
+        sizes = (config.syn_users, config.syn_items, config.syn_clusters, config.syn_interactions)
+        key = (config.dataset, config.data_dir, config.val_fraction, sizes if config.dataset == "synthetic" else ())
+        if key not in datasets:
+            datasets[key] = dataset_for(config.replace(max_users=0))
+        ds = datasets[key]
+        concepts = min(config.concepts or default_concepts(ds.n_items), ds.n_items)
+        if config.use_kg and config.kg == "features" and ds.features and config.q > concepts:
+            raise ConfigError(f"q={config.q}: larger than the {concepts} concept entities per relation "
+                              f"on {config.dataset}")
+        if config.max_users > ds.n_users:
+            raise ConfigError(f"max_users={config.max_users}: {config.dataset} has only {ds.n_users} users")
+
+
+def evaluations(epochs: int, eval_every: int) -> int:
+    """How many reports a trial of ``epochs`` makes (the last epoch is always evaluated)."""
+    return max(1, math.ceil(epochs / max(1, eval_every)))
+
+
+# ------------------------------------------------------------------------------ resume
+def resolve_resume(args: argparse.Namespace, given: Mapping[str, Any], path: Path) -> tuple[argparse.Namespace, dict]:
+    """The stored options of the experiment at ``path``, with resource options from this command.
+
+    An option given now that would change what the trials compute is refused, not ignored.
+    """
+    record = load_record(path)
+    stored = record["settings"]
+    for key, value in given.items():
+        if key in RESOURCE_OPTIONS or key in LOCATION_OPTIONS or key not in stored:
+            continue
+        if value != stored[key] and not (key == "data_dir" and str(resolve_data_dir(value)) == stored[key]):
+            option = "--" + ("set" if key == "overrides" else key.replace("_", "-"))
+            raise ExperimentError(f"{option} {_show(value)}: {path.name} was started with {_show(stored[key])}; "
+                                  "--resume continues it as started (choose another --name for a new experiment)")
+    merged = {**vars(args), **stored, **{k: v for k, v in given.items() if k in RESOURCE_OPTIONS}}
+    return argparse.Namespace(**{**merged, "resume": True, "name": args.name, "storage": args.storage}), record
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+# ------------------------------------------------------------------------------ main
+def build_parser(script: Script) -> Parser:
+    parser = Parser(prog=script.prog, description=script.doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    script.add_arguments(parser)
+    add_run_options(parser)
+    return parser
+
+
+def main(script: Script, argv: Sequence[str] | None = None) -> int:
+    """Parse, check, run, report; user mistakes become ``error: ...`` and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(script, argv)
+    except UserError as exc:
+        return report(exc)
+
+
+def _main(script: Script, argv: list[str]) -> int:
+    started = time.monotonic()
+    args = build_parser(script).parse_args(argv)
+    given = given_options(build_parser(script), argv)
+    set_ray_env(args.address, args.verbose)  # before the plan imports Ray
+    storage = Path(args.storage).expanduser().resolve()
+    check_storage(storage)
+    record = None
+    if args.resume:
+        if not args.name:
+            raise ExperimentError("--resume needs --name (the experiment folder under --storage)")
+        if not (storage / args.name).is_dir():
+            raise ExperimentError(f"--resume: no experiment at {storage / args.name}")
+        args, record = resolve_resume(args, given, storage / args.name)
+    elif getattr(args, "dataset", None) is None:
+        raise UserError("--dataset is required")
+    args.data_dir = str(resolve_data_dir(args.data_dir))
+    overrides = parse_overrides(args.overrides)
+    for key, option in script.fixed:
+        if key in overrides:
+            raise ConfigError(f"--set {key}=...: {script.prog} sets {key} itself; use {option}")
+    base = base_values(args, script.defaults(args))
+    plan = script.plan(args, base)
+    for dataset in plan.datasets:
+        check_dataset(dataset, base["data_dir"])
+    validate_configs(plan.candidates)
+    name = args.name or plan.name
+    path = storage / name
+    if not args.resume and path.exists() and any(path.iterdir()):
+        raise ExperimentError(f"{path} exists; continue it with --name {name} --resume, or choose another --name")
+    exp = Experiment(name=name, storage=storage, kind=plan.kind, total=plan.total, params=plan.params,
+                     param_space={**plan.param_space, "experiment": name, "kind": plan.kind, "results_dir": str(path)},
+                     metric=plan.metric, num_samples=plan.num_samples, search=plan.search, scheduler=plan.scheduler,
+                     max_t=evaluations(base["epochs"], base.get("eval_every", 1)), seed=plan.seed,
+                     cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                     max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
+                     address=args.address, resume=args.resume, verbose=args.verbose)
+    start_ray(args.address, args.verbose)
+    print(check_resources(exp), flush=True)
+    settings = {k: v for k, v in vars(args).items() if k not in LOCATION_OPTIONS}
+    path.mkdir(parents=True, exist_ok=True)
+    record = start_record(path, script.prog, [script.prog, *argv], settings, record)
+    code = 1
+    try:
+        outcome = run(exp)
+        print(f"results: {exp.path / RESULTS_FILE} ({len(outcome.frame)} rows); best: {exp.path / 'best.json'}")
+        lines, code = script.finish(outcome, exp, args)
+        if outcome.interrupted:
+            lines.append(f"interrupted: continue with python {script.prog} --storage {storage} --name {name} --resume")
+            code = 130
+        print("\n".join(lines))
+    finally:
+        end_record(path, record, code, time.monotonic() - started)
+    return code
+
+
+# ------------------------------------------------------------------------------ summaries
+def trial_lines(frame: Any) -> list[str]:
+    """Trial counts, and one line per failed trial with its error."""
+    trials = frame.drop_duplicates("trial_id", keep="last")
+    failed = trials[trials["status"] == "error"]
+    return [f"{len(trials)} trials, {len(failed)} failed"] + \
+        [f"  failed {row.trial_id}: {row.error}" for row in failed.itertuples()]
+
+
+def summary_lines(frame: Any, metric: str, moved: Iterable[str] = ()) -> list[str]:
+    """The end-of-run report: trial counts, then the best configuration with validation and test metrics."""
+    lines = trial_lines(frame)
+    best = best_evaluation(frame, metric)
+    if best is None:
+        return lines + ["no successful trial"]
+    keys = dict.fromkeys(["dataset", "variant", "seed", "M", "R", "xi", "t", "tau", "theta1", "q", *moved])
+    config = ", ".join(f"{k}={best[k]}" for k in keys if k in best)
+    k = metric.split("@")[1]
+    return lines + [
+        f"best by {metric}: trial {best['trial_id']}, epoch {int(best['epoch'])}: {config}",
+        f"  validation recall@{k} {best[f'val_recall@{k}']:.4f}  ndcg@{k} {best[f'val_ndcg@{k}']:.4f}",
+        f"  test       recall@{k} {best[f'test_recall@{k}']:.4f}  ndcg@{k} {best[f'test_ndcg@{k}']:.4f}"
+        f"  (at the best validation {metric[4:]} evaluation)"]

@@ -1,0 +1,153 @@
+"""What an experiment prints while it runs: a short table and a progress line, nothing else.
+
+Ray's own output (trial boxes, status tables, worker logs) is off unless ``-v``. Instead this
+callback prints one line per trial that ends (finished, stopped early by the scheduler, failed),
+and every ``every`` seconds a table of the running trials (trial, the parameters that move,
+epoch, the metric, its best so far) with a progress line: trials done / running / pending and an
+estimate of the time left. At the end it writes ``status.json`` (trial counts, interrupted or
+not) into the experiment folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ray.tune import Callback
+
+from .store import STATUS_FILE
+
+DONE = ("TERMINATED", "ERROR")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def trial_params(config: dict[str, Any], params: Sequence[str]) -> str:
+    """``M=50 q=2`` for the moving parameters of a trial (grid points included)."""
+    point = dict(config.get("point") or {})
+    values = {**config, **point}
+    shown = [f"{p}={_value(values[p])}" for p in params if p in values]
+    return " ".join(shown) or ("defaults" if point.get("sweep") == "default" else "-")
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Console(Callback):
+    """Compact progress for a researcher: see the module docstring."""
+
+    def __init__(self, folder: str, params: Sequence[str], metric: str, total: int, every: float = 30.0) -> None:
+        self.folder, self.params, self.metric, self.total, self.every = folder, tuple(params), metric, total, every
+        self.setup()
+
+    def setup(self, **info: Any) -> None:
+        self.began = time.monotonic()
+        self.last_table = self.began
+        self.started: dict[str, float] = {}
+        self.durations: list[float] = []
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.ended: set[str] = set()
+        self.failed: set[str] = set()
+        self.last_line = ""
+
+    # ------------------------------------------------------------------ events
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started[trial.trial_id] = time.monotonic()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if self.metric not in result:
+            return
+        seen = self.latest.setdefault(trial.trial_id, {"best": float("-inf")})
+        seen.update(epoch=result.get("epoch"), value=result[self.metric], done=bool(result.get("finished")))
+        seen["best"] = max(seen["best"], result[self.metric])
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        print(f"trial {trial.trial_id} failed; Ray restarts it from its last checkpoint", flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial)
+        seen = self.latest.get(trial.trial_id, {})
+        how = "finished" if seen.get("done") else "stopped early by the scheduler"
+        best = f"best {self.metric} {seen['best']:.4f}" if "best" in seen else "no evaluation"
+        self._print(f"trial {trial.trial_id} {how} at epoch {seen.get('epoch', '?')} "
+                    f"({trial_params(trial.config, self.params)}): {best}", trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed.add(trial.trial_id)
+        self._ended(trial)
+        self._print(f"trial {trial.trial_id} failed ({trial_params(trial.config, self.params)}); "
+                    f"its error is in results.csv", trials)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_table < self.every:
+            return
+        self.last_table = now
+        running = [t for t in trials if t.status == "RUNNING"]
+        if running:
+            print(self.table(running), flush=True)
+        self.last_line = self.progress(trials)
+        print(self.last_line, flush=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        line = self.progress(trials)
+        if line != self.last_line:
+            print(line, flush=True)
+        counts = {status: sum(t.status == status for t in trials) for status in
+                  ("TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED")}
+        interrupted = counts["RUNNING"] + counts["PENDING"] + counts["PAUSED"] > 0 or len(trials) < self.total
+        try:
+            Path(self.folder, STATUS_FILE).write_text(json.dumps({"interrupted": interrupted, "trials": counts}))
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ text
+    def _ended(self, trial: Any) -> None:
+        self.ended.add(trial.trial_id)
+        if trial.trial_id in self.started:
+            self.durations.append(time.monotonic() - self.started.pop(trial.trial_id))
+
+    def _print(self, line: str, trials: list) -> None:
+        self.last_line = self.progress(trials)
+        print(f"{line}\n{self.last_line}", flush=True)
+
+    def table(self, running: list) -> str:
+        header = f"{'trial':<16} {'parameters':<34} {'epoch':>5} {self.metric:>16} {'best':>8}"
+        lines = [header]
+        for trial in running:
+            seen = self.latest.get(trial.trial_id, {})
+            value = f"{seen['value']:.4f}" if "value" in seen else "-"
+            best = f"{seen['best']:.4f}" if "value" in seen else "-"
+            lines.append(f"{trial.trial_id:<16} {trial_params(trial.config, self.params)[:34]:<34} "
+                         f"{seen.get('epoch', '-')!s:>5} {value:>16} {best:>8}")
+        return "\n".join(lines)
+
+    def progress(self, trials: list) -> str:
+        ended = [t.status in DONE or t.trial_id in self.ended for t in trials]
+        done = sum(ended)
+        failed = sum(t.status == "ERROR" or t.trial_id in self.failed for t in trials)
+        running = sum(t.status == "RUNNING" and not e for t, e in zip(trials, ended))
+        total = max(self.total, len(trials))
+        pending = total - done - running
+        best = max((s["best"] for s in self.latest.values() if "best" in s), default=None)
+        parts = [f"[{duration(time.monotonic() - self.began)}] {done}/{total} trials done"
+                 + (f" ({failed} failed)" if failed else ""), f"{running} running", f"{pending} pending"]
+        if best is not None:
+            parts.append(f"best {self.metric} {best:.4f}")
+        if self.durations and pending + running:
+            mean = sum(self.durations) / len(self.durations)
+            left = mean * (pending + 0.5 * running) / max(running, 1)
+            parts.append(f"about {duration(left)} left" if left >= 60 else "under a minute left")
+        return ", ".join(parts)

@@ -1,0 +1,252 @@
+"""The experiment folder on disk: its settings, trial-owned results, results.csv and best.json.
+
+    <storage>/<name>/
+        experiment.json        the resolved command (options, --set values, resources) that
+                               --resume reuses, plus commit, machine and every run's wall time
+        trials/<trial_id>/     owned by that trial alone:
+            state/             the trainer checkpoint of its last evaluation (weights_only loadable)
+            rows.csv           its evaluations, one tidy row each (schema kdiffe.results)
+            error.txt          why it failed, when it did (removed when it runs again)
+            worker.json        node and process that run it
+            row.json           its identity and configuration (the template of an error row)
+        results.csv            every trial's rows plus one row per failed trial, assembled here
+        best.json              the best validation evaluation (test metrics read at it)
+        (Ray's own files)
+
+A trial writes its checkpoint first and its rows second, each atomically (temporary file, then
+``os.replace``), so a kill at any moment leaves complete files; the checkpoint's history is the
+source of truth and the rows are rewritten from it. ``results.csv`` is rebuilt from the trial
+folders, never appended to, so a killed driver can neither lose nor repeat a row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from kdiffe.errors import UserError
+from kdiffe.results import BEST_FILE, COLUMNS, RESULTS_FILE, best_evaluation
+
+RECORD_FILE = "experiment.json"
+STATUS_FILE = "status.json"  #: written by tune.console at the end of a run: interrupted or not
+TRIALS = "trials"
+
+
+class ExperimentError(UserError):
+    """A problem with the experiment folder or its command line (reported as ``error: ...``)."""
+
+
+# ------------------------------------------------------------------------------------- files
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader (or a crash) sees the old or the new file, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_frame(frame: Any, path: Path) -> None:
+    write_atomic(path, frame.to_csv(index=False))
+
+
+def read_frame(path: Path) -> Any:
+    """A results CSV with the current columns; a missing or empty file is a frame without rows.
+
+    A file written before a column existed gets that column, empty.
+    """
+    import pandas as pd
+
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=list(COLUMNS))
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=list(COLUMNS))
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ExperimentError(f"{path}: not a readable CSV ({exc})") from None
+    return frame.reindex(columns=list(COLUMNS))
+
+
+def check_storage(storage: Path) -> None:
+    """Refuse a storage folder that cannot hold experiments, before Ray starts."""
+    if storage.exists() and not storage.is_dir():
+        raise ExperimentError(f"--storage {storage}: is a file, not a folder")
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=storage, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ExperimentError(f"--storage {storage}: cannot write there ({exc.strerror or exc})") from None
+
+
+# ------------------------------------------------------------------------------------ record
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine() -> str:
+    return f"{socket.gethostname()}, {os.cpu_count()} CPUs"
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    file = path / RECORD_FILE
+    try:
+        record = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ExperimentError(f"--resume: {path} holds no {RECORD_FILE}; it was not started by this tool") from None
+    except (OSError, ValueError) as exc:
+        raise ExperimentError(f"{file}: unreadable ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise ExperimentError(f"{file}: no settings recorded")
+    return record
+
+
+def start_record(path: Path, script: str, command: list[str], settings: Mapping[str, Any],
+                 record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create (or, on resume, extend) experiment.json with this run; returns the record."""
+    record = dict(record or {"script": script, "settings": dict(settings), "created": _now()})
+    record.setdefault("runs", []).append({"command": command, "commit": _commit(), "machine": machine(),
+                                          "started": _now(), "ended": None, "wall_seconds": None, "exit": None})
+    write_atomic(path / RECORD_FILE, json.dumps(record, indent=2, default=str))
+    return record
+
+
+def end_record(path: Path, record: dict[str, Any], code: int, seconds: float) -> None:
+    record["runs"][-1].update(ended=_now(), wall_seconds=round(seconds, 1), exit=code)
+    write_atomic(path / RECORD_FILE, json.dumps(record, indent=2, default=str))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# ------------------------------------------------------------------------------ trial folders
+class TrialFiles:
+    """The folder one trial owns: checkpoint, rows, error, worker."""
+
+    def __init__(self, experiment: Path, trial_id: str) -> None:
+        self.trial_id = trial_id
+        self.folder = experiment / TRIALS / trial_id
+        self.state = self.folder / "state"
+        self.rows = self.folder / "rows.csv"
+        self.error = self.folder / "error.txt"
+        self.worker = self.folder / "worker.json"
+        self.identity = self.folder / "row.json"
+
+    def begin(self, node: str, identity: Mapping[str, Any]) -> None:
+        """Mark the trial as running here (an earlier failure is forgotten); ``identity`` is its
+        row without metrics, the template of an error row should it fail before any evaluation."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.error.unlink(missing_ok=True)
+        write_atomic(self.identity, json.dumps(dict(identity), default=str))
+        write_atomic(self.worker, json.dumps({"node": node, "pid": os.getpid(), "host": socket.gethostname()}))
+
+    def state_folder(self) -> Path | None:
+        """The last complete checkpoint folder, if any (``state.old`` when a swap was cut short)."""
+        for folder in (self.state, self.state.with_name("state.old")):
+            if folder.is_dir() and any(folder.iterdir()):
+                return folder
+        return None
+
+    def save_state(self, save: Any) -> None:
+        """``save(folder)`` into a fresh folder, then swap it in for the previous checkpoint."""
+        new, old = self.state.with_name("state.new"), self.state.with_name("state.old")
+        shutil.rmtree(new, ignore_errors=True)
+        save(new)
+        if self.state.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.state, old)
+        os.replace(new, self.state)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        import pandas as pd
+
+        write_frame(pd.DataFrame(list(rows), columns=list(COLUMNS)), self.rows)
+
+    def fail(self, message: str) -> None:
+        write_atomic(self.error, message.strip() + "\n")
+
+
+def trial_ids(experiment: Path) -> list[str]:
+    folder = experiment / TRIALS
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def error_text(text: str) -> str:
+    """The last line of an error (the exception and its message), at most 500 characters."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "trial failed (see Ray's error.txt of the trial)"
+
+
+def assemble(experiment: Path, errors: Mapping[str, str] | None = None) -> Any:
+    """results.csv from the trial folders: every trial's rows, and an error row per failed trial.
+
+    ``errors`` adds failures the trials could not write themselves (a killed worker): trial id ->
+    error text. Written atomically; returns the frame.
+    """
+    import pandas as pd
+
+    errors = dict(errors or {})
+    frames, failed = [], []
+    for trial_id in sorted(set(trial_ids(experiment)) | set(errors)):
+        files = TrialFiles(experiment, trial_id)
+        rows = read_frame(files.rows)
+        if len(rows):
+            frames.append(rows)
+        text = files.error.read_text(errors="replace") if files.error.exists() else errors.get(trial_id)
+        if text is not None:
+            failed.append(_error_row(rows.iloc[-1].to_dict() if len(rows) else _identity(files), trial_id, text))
+    frame = pd.concat([*frames, pd.DataFrame(failed, columns=list(COLUMNS))], ignore_index=True) \
+        if frames or failed else pd.DataFrame(columns=list(COLUMNS))
+    frame = frame.reindex(columns=list(COLUMNS))
+    write_frame(frame, experiment / RESULTS_FILE)
+    return frame
+
+
+def _identity(files: TrialFiles) -> dict[str, Any]:
+    try:
+        return json.loads(files.identity.read_text())
+    except (OSError, ValueError):
+        return {"trial_id": files.trial_id}
+
+
+def _error_row(template: Mapping[str, Any], trial_id: str, text: str) -> dict[str, Any]:
+    from kdiffe.results import METRIC_COLUMNS, TIME_COLUMNS
+
+    row = {k: v for k, v in template.items() if k not in METRIC_COLUMNS + TIME_COLUMNS or k in ("n_users", "n_items")}
+    row.update(trial_id=trial_id, status="error", error=error_text(text))
+    return row
+
+
+def write_best(frame: Any, path: Path, experiment: str, kind: str, metric: str) -> dict[str, Any] | None:
+    """best.json: the metric, the best evaluation (config, validation and test metrics), trial counts."""
+    best = best_evaluation(frame, metric)
+    trials = frame.drop_duplicates("trial_id", keep="last")
+    payload = {"experiment": experiment, "kind": kind, "metric": metric,
+               "selection": "best validation evaluation; test metrics read at that evaluation",
+               "trials": int(len(trials)), "failed_trials": int((trials["status"] == "error").sum()),
+               "best": best}
+    write_atomic(path / BEST_FILE, json.dumps(payload, indent=2, default=str))
+    return best
