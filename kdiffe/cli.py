@@ -11,7 +11,8 @@ import numpy as np
 
 from .attention import attention_matrix
 from .config import VARIANTS, ConfigError, from_dict, parse_overrides
-from .data import DatasetError, load_dataset
+from .data import load_dataset
+from .errors import UserError, report
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -81,9 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _train(args) if args.command == "train" else _attention(args)
-    except (ConfigError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:
+        return report(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -65,6 +65,7 @@ from kdiffe.config import FIELDS  # noqa: E402
 from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS  # noqa: E402
 from kdiffe.results import (CONFIG_COLUMNS, DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, SELECTION_METRIC,  # noqa: E402
                             SchemaError, best_rows, metric_columns, read_results)
+from kdiffe.errors import UserError, report  # noqa: E402
 from plots import style  # noqa: E402
 
 #: Validation metric that picks each trial's evaluation; the test metrics of that row are plotted.
@@ -77,7 +78,7 @@ NUMERIC_COLUMNS = ("epoch", SECONDS, "n_users", "max_users") + metric_columns()
 FORMATS = ("png", "pdf", "svg")
 
 
-class UsageError(ValueError):
+class UsageError(UserError):
     """A mistake in the command line (reported as ``error: ...``, exit 2)."""
 
 
@@ -723,27 +724,19 @@ def table_ii_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 def render_tables(frame: pd.DataFrame, out: Path) -> Rendered:
     """Tables II and III (markdown and CSV) through plots/tables.py."""
+    from plots import tables
+
     done = Rendered()
-    try:
-        from plots import tables
-    except ImportError as exc:
-        done.notes.append(f"tables skipped: plots/tables.py cannot be imported ({exc})")
-        return done
-    for name, build, stem, rows, hint in (
-            ("II", "table_ii", "table_ii", table_ii_rows(frame), "no ablation rows or default grid trials; "
-             "run `python ablations/run.py --dataset tiktok baby sports`"),
-            ("III", "table_iii", "table_iii", frame[frame["kind"] == "ablation"], "no ablation rows; "
-             "run `python ablations/run.py --dataset tiktok --seeds 5`")):
-        missing = [f for f in (build, "write_table") if not hasattr(tables, f)]
-        if missing:
-            done.notes.append(f"table {name} skipped: plots/tables.py lacks {', '.join(missing)}")
-            continue
-        table = getattr(tables, build)(rows) if len(rows) else pd.DataFrame()
+    for name, build, write, rows, hint in (
+            ("II", tables.table_ii, tables.write_table, table_ii_rows(frame), "no ablation rows or default grid "
+             "trials; run `python ablations/run.py --dataset tiktok baby sports`"),
+            ("III", tables.table_iii, tables.write_table_iii, frame[frame["kind"] == "ablation"], "no ablation rows; "
+             "run `python ablations/run.py --dataset tiktok --seeds 0-4`")):
+        table = build(rows) if len(rows) else pd.DataFrame()
         if not len(table):
             done.notes.append(f"table {name} skipped: {hint}")
             continue
-        writer = getattr(tables, f"write_{stem}", tables.write_table)
-        done.written += writer(table, out, stem)
+        done.written += write(table, out, f"table_{name.lower()}")
     return done
 
 
@@ -782,9 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or default_out / "figures"
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: not a folder")
-    except (SchemaError, UsageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:
+        return report(exc)
     done = render_all(frame, out, formats)
     for path in done.written:
         print(f"wrote {path}")

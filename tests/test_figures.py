@@ -328,16 +328,6 @@ def test_bad_options_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
 
 
-def test_missing_table_function_skips_only_that_table(results, tmp_path, capsys, monkeypatch):
-    from plots import tables
-
-    monkeypatch.delattr(tables, "table_iii")
-    out = tmp_path / "out"
-    done = figures.render_tables(figures.load_results(results), out)
-    assert done.notes == ["table III skipped: plots/tables.py lacks table_iii"]
-    assert (out / "table_ii.md").exists() and not (out / "table_iii.md").exists()
-
-
 # ------------------------------------------------------------------- hand-built frames (issue 9)
 def hand_rows(experiment: str, trial_id: str, kind: str, sweep: str, evaluations, **config) -> list[dict]:
     """Rows of one trial: ``evaluations`` are (epoch, val_recall@20, test_recall@20); NDCG = recall / 2."""
