@@ -189,3 +189,28 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
     assert all(node.returncode is not None for node in nodes)
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", port))  # the head's GCS is gone
+
+
+def test_ctrl_c_prints_a_resume_command_that_works_as_printed(tmp_path):
+    args = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "15", "--set", "patience=0",
+            "--max-concurrent", "1", "--storage", str(tmp_path), "--name", "stopme"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tune" / "search.py"), *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    experiment = tmp_path / "stopme"
+    try:
+        wait_for(lambda: len(rows_of(experiment)) >= 2, proc, 180, "the second trial started")
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-3000:]
+    hint = [line for line in out.splitlines() if line.startswith("interrupted: continue with ")]
+    assert len(hint) == 1, out
+    command = hint[0].removeprefix("interrupted: continue with ").split()
+    assert command[:2] == ["python", "tune/search.py"]
+    resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    frame = pd.read_csv(experiment / "results.csv")
+    assert frame["trial_id"].nunique() == 6 and len(frame) == 6 * 15 and set(frame["status"]) == {"ok"}
+    assert not frame.duplicated(["trial_id", "epoch"]).any()
