@@ -14,16 +14,14 @@ chunks. S has exactly the sparsity of the training matrix A and is cached on dis
 from __future__ import annotations
 
 import os
-import pickle
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from .data import Dataset, DatasetError
+from .data import Dataset, DatasetError, load_sparse_pickle
 
 
 def bipartite_graph(train: sp.csr_matrix) -> sp.csr_matrix:
@@ -137,17 +135,20 @@ def cached_attention_matrix(ds: Dataset, M: int, R: int, restart: float, seed: i
 
 
 def load_authors_similarity(path: str | os.PathLike, n_users: int, n_items: int) -> sp.csr_matrix:
-    """Users x items block of an authors' ``Similarity_*.pkl`` (square over users + items)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with open(path, "rb") as fh:
-                obj = pickle.load(fh)
-    except Exception as exc:
-        raise DatasetError(f"{path}: not a readable pickle ({type(exc).__name__})") from None
+    """Users x items block of an authors' ``Similarity_*.pkl`` (square over users + items).
+
+    Unpickled by :func:`kdiffe.data.load_sparse_pickle`: no code from the file runs.
+    """
+    obj = load_sparse_pickle(path)
     n = n_users + n_items
-    if not sp.issparse(obj) or obj.shape != (n, n):
-        raise DatasetError(f"{path}: expected a sparse {n} x {n} matrix, got {getattr(obj, 'shape', type(obj).__name__)}")
-    block = sp.csr_matrix(obj)[:n_users, n_users:].astype(np.float32)
+    if obj.shape != (n, n):
+        raise DatasetError(f"{path}: expected a sparse {n} x {n} matrix, got {obj.shape}")
+    values = obj.data.astype(np.float64)
+    if not np.all((values >= 0) & (values <= 1)):  # Jaccard indices (Eq. 5); also rules out NaN
+        raise DatasetError(f"{path}: entries must lie in [0, 1] (Jaccard similarities, Eq. 5)")
+    full = obj.tocsr()  # sums repeated entries
+    if full.nnz != obj.nnz:
+        raise DatasetError(f"{path}: {obj.nnz - full.nnz} repeated (row, column) entries")
+    block = full[:n_users, n_users:].astype(np.float32)
     block.sort_indices()
     return block

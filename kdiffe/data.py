@@ -5,21 +5,26 @@ scipy.sparse user x item matrices), any ``<modality>_feat.npy`` (items x dim) an
 ``kg.txt`` of ``head relation tail`` triples (item, relation, entity). The interaction graph
 is the bipartite user-item graph A of the paper (Section III); features feed the knowledge
 graph built in :mod:`kdiffe.knowledge`.
+
+Loading never runs code from a dataset (pickles go through :mod:`kdiffe.safe_pickle`), and
+every file is checked: a malformed one raises :class:`DatasetError` naming it, on one line.
+``kg.txt`` is parsed only when ``Dataset.kg_triples`` is first used (``kg=file``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import scipy.sparse as sp
 
+from . import safe_pickle
 from .errors import UserError
 
 
@@ -29,15 +34,32 @@ class DatasetError(UserError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """One recommendation dataset: binary user x item splits, item features, optional KG."""
+    """One recommendation dataset: binary user x item splits, item features, optional KG.
+
+    The KG is either given as triples (``kg_array``) or read from ``kg_file`` (the folder's
+    kg.txt) on first access of :attr:`kg_triples`.
+    """
 
     name: str
     train: sp.csr_matrix
     val: sp.csr_matrix
     test: sp.csr_matrix
     features: Mapping[str, np.ndarray] = field(default_factory=dict)
-    kg_triples: np.ndarray | None = None  # (n, 3) int64: item, relation, entity
+    kg_array: np.ndarray | None = None  # (n, 3) int64: item, relation, entity
+    kg_file: Path | None = None  # kg.txt, parsed and checked when kg_triples is first used
     notes: tuple[str, ...] = ()
+
+    @cached_property
+    def kg_triples(self) -> np.ndarray | None:
+        """(n, 3) int64 triples (item, relation, entity): ``kg_array``, else ``kg_file`` parsed once."""
+        if self.kg_array is not None or self.kg_file is None:
+            return self.kg_array
+        return load_kg_file(self.kg_file, self.n_items)
+
+    @property
+    def kg_loaded(self) -> bool:
+        """Whether :attr:`kg_triples` is available without reading a file."""
+        return self.kg_file is None or self.kg_array is not None or "kg_triples" in self.__dict__
 
     @property
     def n_users(self) -> int:
@@ -58,7 +80,10 @@ class Dataset:
 
     def summary(self) -> str:
         mods = ", ".join(f"{k} {v.shape[1]}-d" for k, v in self.features.items()) or "none"
-        kg = "none" if self.kg_triples is None else f"{len(self.kg_triples)} triples"
+        if not self.kg_loaded:  # do not parse kg.txt just to count it
+            kg = "present"
+        else:
+            kg = "none" if self.kg_triples is None else f"{len(self.kg_triples)} triples"
         return (f"{self.name}: {self.n_users} users, {self.n_items} items, "
                 f"{self.train.nnz}/{self.val.nnz}/{self.test.nnz} train/val/test; "
                 f"features: {mods}; kg.txt: {kg}")
@@ -77,6 +102,12 @@ def available_datasets(data_dir: str | os.PathLike | None = None) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "trnMat.pkl").is_file())
 
 
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's text on one line, shortened: it goes into a DatasetError message."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _binary_csr(matrix: sp.spmatrix) -> sp.csr_matrix:
     out = sp.csr_matrix(matrix, dtype=np.float32)
     out.sum_duplicates()
@@ -92,38 +123,66 @@ def _freeze(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return matrix
 
 
-def _load_matrix(path: Path, shape: tuple[int, int] | None) -> sp.csr_matrix:
+def load_sparse_pickle(path: str | os.PathLike) -> sp.coo_matrix:
+    """The scipy.sparse matrix pickled in ``path``, unpickled without running code and checked.
+
+    Only the globals in :data:`kdiffe.safe_pickle.ALLOWED_GLOBALS` resolve, to inert stand-ins;
+    index arrays must be in range and consistent, values bool, integer or real. Returns a fresh
+    COO built from the checked arrays.
+    """
+    path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with open(path, "rb") as fh:
-                obj = pickle.load(fh)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({type(exc).__name__}: {_one_line(exc)})") from None
+    try:
+        rows, cols, values, shape = safe_pickle.load_sparse(data)
+    except safe_pickle.ForbiddenGlobal as exc:
+        raise DatasetError(f"{path}: refuses to load global {exc.name!r} "
+                           "(only scipy.sparse matrices and numpy arrays are allowed)") from None
+    except safe_pickle.MalformedSparse as exc:
+        raise DatasetError(f"{path}: {_one_line(exc)}") from None
     except Exception as exc:  # unpickling garbage raises many types
-        raise DatasetError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None
-    if not sp.issparse(obj) or obj.ndim != 2:
-        raise DatasetError(f"{path}: expected a scipy.sparse user x item matrix, got {type(obj).__name__}")
-    if shape is not None and obj.shape != shape:
-        raise DatasetError(f"{path}: shape {obj.shape} disagrees with trnMat.pkl shape {shape}")
-    values = np.asarray(obj.tocoo().data, dtype=np.float64)
+        raise DatasetError(f"{path}: not a readable pickle ({type(exc).__name__}: {_one_line(exc)})") from None
+    return sp.coo_matrix((values.astype(np.float64), (rows, cols)), shape=shape)  # float64: no float16 in scipy
+
+
+def _load_matrix(path: Path, shape: tuple[int, int] | None) -> sp.coo_matrix:
+    """Binary user x item COO of one split (positive entries are interactions; may repeat).
+
+    COO needs no per-row arrays, so a corrupt shape is caught by :func:`load_folder`'s
+    comparison with the other splits before anything of that size is allocated.
+    """
+    coo = load_sparse_pickle(path)
+    if shape is not None and coo.shape != shape:
+        raise DatasetError(f"{path}: shape {coo.shape} disagrees with trnMat.pkl shape {shape}")
+    values = coo.data.astype(np.float64)
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         raise DatasetError(f"{path}: entries must be finite and non-negative")
-    return _binary_csr(obj)
+    keep = values > 0  # before any float32 cast, which would turn tiny values into 0
+    return sp.coo_matrix((np.ones(int(keep.sum()), np.float32), (coo.row[keep], coo.col[keep])), shape=coo.shape)
 
 
 def _load_features(path: Path, n_items: int) -> np.ndarray:
     try:
-        feats = np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh:
+            feats = np.load(fh, allow_pickle=False)
     except Exception as exc:
-        raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
-    if feats.ndim != 2 or feats.shape[0] != n_items:
+        raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__}: {_one_line(exc)})") from None
+    if not isinstance(feats, np.ndarray):  # an .npz archive
+        raise DatasetError(f"{path}: expected one .npy array, got {type(feats).__name__}")
+    if feats.ndim != 2 or feats.shape[0] != n_items or feats.shape[1] == 0:
         raise DatasetError(f"{path}: expected shape ({n_items}, dim) for {n_items} items, got {feats.shape}")
-    if not np.issubdtype(feats.dtype, np.number):
-        raise DatasetError(f"{path}: expected numeric features, got dtype {feats.dtype}")
-    feats = feats.astype(np.float32)
-    if not np.all(np.isfinite(feats)):
+    if feats.dtype.kind not in "iuf":  # complex would lose its imaginary part silently
+        raise DatasetError(f"{path}: expected real numeric features, got dtype {feats.dtype}")
+    if feats.dtype.kind == "f" and not np.all(np.isfinite(feats)):
         raise DatasetError(f"{path}: contains NaN or infinite values")
+    with np.errstate(over="ignore"):
+        feats = feats.astype(np.float32)
+    if not np.all(np.isfinite(feats)):
+        raise DatasetError(f"{path}: values beyond the float32 range")
     feats.flags.writeable = False
     return feats
 
@@ -135,7 +194,8 @@ def load_kg_file(path: Path, n_items: int) -> np.ndarray:
             warnings.simplefilter("ignore")
             raw = np.loadtxt(path, dtype=np.int64, ndmin=2)
     except Exception as exc:
-        raise DatasetError(f"{path}: expected lines of three integers 'head relation tail' ({exc})") from None
+        raise DatasetError(f"{path}: expected lines of three integers 'head relation tail' "
+                           f"({_one_line(exc)})") from None
     if raw.size == 0:
         raise DatasetError(f"{path}: no triples")
     if raw.shape[1] != 3:
@@ -183,20 +243,22 @@ def load_folder(path: str | os.PathLike, *, seed: int = 0, val_fraction: float =
     if train.nnz == 0:
         raise DatasetError(f"{folder / 'trnMat.pkl'}: the training set is empty")
     test = _load_matrix(folder / "tstMat.pkl", train.shape)
-    if (folder / "valMat.pkl").exists():
-        val = _load_matrix(folder / "valMat.pkl", train.shape)
+    val = _load_matrix(folder / "valMat.pkl", train.shape) if (folder / "valMat.pkl").exists() else None
+    train, test = _binary_csr(train), _binary_csr(test)  # shapes agree: now allocate per row
+    _check_disjoint(train, test, f"{folder / 'tstMat.pkl'} vs trnMat.pkl")
+    if val is not None:
+        val = _binary_csr(val)
         _check_disjoint(train, val, f"{folder / 'valMat.pkl'} vs trnMat.pkl")
-    else:
+        _check_disjoint(val, test, f"{folder / 'valMat.pkl'} vs tstMat.pkl")
+    else:  # derived from train, hence disjoint from test
         train, val = split_validation(train, val_fraction, seed)
         notes.append(f"no valMat.pkl: derived a validation split of {val.nnz} interactions "
                      f"({val_fraction:.0%} of train, seed {seed})")
-    _check_disjoint(train, test, f"{folder / 'tstMat.pkl'} vs trnMat.pkl")
-    _check_disjoint(val, test, f"{folder / 'tstMat.pkl'} vs validation")
     features = {p.name[: -len("_feat.npy")]: _load_features(p, train.shape[1])
                 for p in sorted(folder.glob("*_feat.npy"))}
-    kg = load_kg_file(folder / "kg.txt", train.shape[1]) if (folder / "kg.txt").exists() else None
+    kg_file = folder / "kg.txt" if (folder / "kg.txt").exists() else None
     return Dataset(name=name or folder.name, train=_freeze(train), val=_freeze(val), test=_freeze(test),
-                   features=features, kg_triples=kg, notes=tuple(notes))
+                   features=features, kg_file=kg_file, notes=tuple(notes))
 
 
 def make_synthetic(n_users: int = 600, n_items: int = 400, n_clusters: int = 8,
@@ -248,7 +310,7 @@ def make_synthetic(n_users: int = 600, n_items: int = 400, n_clusters: int = 8,
         features[modality] = feats
     kg = np.stack([np.arange(n_items), np.zeros(n_items, np.int64), item_cluster], axis=1).astype(np.int64)
     return Dataset(name="synthetic", train=part(0), val=part(1), test=part(2), features=features,
-                   kg_triples=kg, notes=())
+                   kg_array=kg, notes=())
 
 
 def subsample_users(ds: Dataset, n_users: int, seed: int) -> Dataset:
@@ -257,8 +319,10 @@ def subsample_users(ds: Dataset, n_users: int, seed: int) -> Dataset:
         return ds
     keep = np.sort(np.random.default_rng(seed).choice(ds.n_users, n_users, replace=False))
     take = lambda m: _freeze(_binary_csr(m[keep]))  # noqa: E731
+    kg = ds.kg_triples if ds.kg_loaded else ds.kg_array  # items unchanged: triples stay valid
     return replace(ds, name=f"{ds.name}[{n_users} users]", train=take(ds.train), val=take(ds.val),
-                   test=take(ds.test), notes=ds.notes + (f"subsampled {n_users} of {ds.n_users} users (seed {seed})",))
+                   test=take(ds.test), kg_array=kg,
+                   notes=ds.notes + (f"subsampled {n_users} of {ds.n_users} users (seed {seed})",))
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0,
