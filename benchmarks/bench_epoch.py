@@ -3,6 +3,9 @@
 Each (dataset, variant) runs in a fresh process: build everything, train --epochs epochs, report
 the median epoch time and the peak RSS. Usage:
 KDIFFE_DATA_DIR=../shared/datasets python benchmarks/bench_epoch.py --datasets tiktok sports --epochs 3
+``--set key=value`` overrides Config fields (e.g. ``--set theta2=4e-5``). ``--code DIR`` times the
+kdiffe package in DIR instead (a copy of an older version), and ``--rounds N`` alternates the runs
+N times, so before and after are measured in the same time window on a noisy machine.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import in_subprocess, machine  # noqa: E402
+from benchmarks._common import ROOT, in_subprocess, machine  # noqa: E402
+from kdiffe.config import parse_overrides  # noqa: E402
 
 RUN = """
-import json, statistics
+import json, statistics, sys
+sys.path.insert(0, {code!r})
 from kdiffe import Config, Trainer
 from kdiffe.trainer import peak_memory_mb
-tr = Trainer(Config(dataset={dataset!r}, variant={variant!r}, epochs={epochs}, device={device!r}), log=lambda m: None)
+tr = Trainer(Config(dataset={dataset!r}, variant={variant!r}, epochs={epochs}, device={device!r}, **{overrides!r}),
+             log=lambda m: None)
 times = [tr.train_epoch()["epoch_seconds"] for _ in range({epochs})]
 print(json.dumps(dict(median=statistics.median(times), times=times, peak_mb=peak_memory_mb(tr.device),
                       device=str(tr.device))))
@@ -32,15 +38,24 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["lightgcn", "lightgcn_s", "kdiffe", "no_s", "unguided", "no_cl"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--code", action="append", default=None,
+                        help="folder holding a kdiffe package to time (repeatable; default this checkout)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate all runs this many times")
     args = parser.parse_args()
+    overrides = parse_overrides(args.overrides)
+    codes = [str(Path(c).resolve()) for c in args.code] if args.code else [str(ROOT)]
     print(f"machine: {machine()}")
-    print("| dataset | variant | s/epoch (median) | epochs timed | peak RSS MB | device |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for dataset in args.datasets:
-        for variant in args.variants:
-            r = in_subprocess(RUN.format(dataset=dataset, variant=variant, epochs=args.epochs, device=args.device))
-            print(f"| {dataset} | {variant} | {r['median']:.2f} | {len(r['times'])} | {r['peak_mb']:.0f} | {r['device']} |",
-                  flush=True)
+    print("| dataset | variant | code | s/epoch (median) | epochs timed | peak RSS MB | device |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for _ in range(args.rounds):
+        for dataset in args.datasets:
+            for variant in args.variants:
+                for code in codes:
+                    r = in_subprocess(RUN.format(dataset=dataset, variant=variant, epochs=args.epochs,
+                                                 device=args.device, overrides=overrides, code=code))
+                    print(f"| {dataset} | {variant} | {code} | {r['median']:.2f} | {len(r['times'])} | "
+                          f"{r['peak_mb']:.0f} | {r['device']} |", flush=True)
 
 
 if __name__ == "__main__":

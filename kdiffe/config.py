@@ -99,6 +99,8 @@ class Config:
     # contrastive learning (Eq. 13)
     tau: float = 0.5  #: InfoNCE temperature
     theta1: float = 1e-2  #: weight of the contrastive loss
+    #: anchors per block of the streamed, exact InfoNCE (memory: block x nodes); 0: 128 on CPU, 4096 on CUDA
+    cl_block: int = 0
 
     # evaluation
     eval_every: int = 1
@@ -147,7 +149,7 @@ _POSITIVE_INT = ("epochs", "batch_size", "dim", "layers", "M", "R", "t", "q", "k
                  "denoiser_hidden", "step_dim", "diff_batch", "eval_every", "eval_batch",
                  "links", "kg_iters", "syn_users", "syn_items", "syn_clusters", "syn_interactions")
 _NON_NEGATIVE = ("theta1", "theta2", "xi", "noise_min", "noise_max", "noise_scale", "patience",
-                 "concepts", "max_users", "lr", "diff_lr")
+                 "concepts", "max_users", "lr", "diff_lr", "cl_block")
 
 
 def validate(cfg: Config) -> None:

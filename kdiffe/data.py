@@ -207,23 +207,56 @@ def load_kg_file(path: Path, n_items: int) -> np.ndarray:
     return np.unique(raw, axis=0)
 
 
+def _per_user_shares(users: np.ndarray, n_users: int, fractions: tuple[float, ...],
+                     rng: np.random.Generator) -> np.ndarray:
+    """Part index (1..len(fractions)) or 0 for each interaction: about ``fractions[k]`` of each
+    user's interactions go to part k + 1 (rounded up or down at random), in a random order, and at
+    least one interaction of every user stays in part 0."""
+    counts = np.bincount(users, minlength=n_users)
+    order = np.lexsort((rng.random(len(users)), users))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(users), dtype=np.int64)
+    rank[order] = np.arange(len(users)) - starts[users[order]]
+    part = np.zeros(len(users), dtype=np.int64)
+    room = np.maximum(counts - 1, 0)
+    offset = np.zeros(n_users, dtype=np.int64)
+    for k, fraction in enumerate(fractions, start=1):
+        take = np.minimum(np.floor(counts * fraction + rng.random(n_users)).astype(np.int64), room - offset)
+        chosen = (rank >= offset[users]) & (rank < (offset + take)[users])
+        part[chosen] = k
+        offset += take
+    return part
+
+
+def _pairs(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    return _binary_csr(sp.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=shape))
+
+
 def split_validation(train: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Move about `fraction` of each user's train items to validation (seeded, >= 1 item stays)."""
-    rng = np.random.default_rng(seed)
     coo = train.tocoo()
-    rows, cols = coo.row, coo.col
-    counts = np.bincount(rows, minlength=train.shape[0])
-    order = np.lexsort((rng.random(len(rows)), rows))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(len(rows), dtype=np.int64)
-    rank[order] = np.arange(len(rows)) - starts[rows[order]]
-    n_val = np.floor(counts * fraction + rng.random(len(counts))).astype(np.int64)
-    n_val = np.minimum(n_val, np.maximum(counts - 1, 0))
-    to_val = rank < n_val[rows]
-    shape = train.shape
-    new_train = sp.csr_matrix((np.ones((~to_val).sum(), np.float32), (rows[~to_val], cols[~to_val])), shape=shape)
-    val = sp.csr_matrix((np.ones(to_val.sum(), np.float32), (rows[to_val], cols[to_val])), shape=shape)
-    return _binary_csr(new_train), _binary_csr(val)
+    part = _per_user_shares(coo.row, train.shape[0], (fraction,), np.random.default_rng(seed))
+    return (_pairs(coo.row[part == 0], coo.col[part == 0], train.shape),
+            _pairs(coo.row[part == 1], coo.col[part == 1], train.shape))
+
+
+def resplit(ds: Dataset, seed: int, ratios: tuple[float, float, float] | None = None) -> Dataset:
+    """The union of a dataset's train, validation and test interactions split again per user.
+
+    ``ratios`` (train, validation, test) default to the shares of the dataset's own split. Each
+    user keeps at least one training interaction; seeded, so a re-split is a reproducible draw.
+    """
+    if ratios is None:
+        sizes = np.array([ds.train.nnz, ds.val.nnz, ds.test.nnz], dtype=np.float64)
+        ratios = tuple(sizes / sizes.sum())
+    if len(ratios) != 3 or min(ratios) < 0 or not np.isclose(sum(ratios), 1.0) or ratios[0] <= 0:
+        raise DatasetError(f"resplit ratios {ratios}: need three shares (train, val, test) >= 0 summing to 1")
+    union = (ds.train + ds.val + ds.test).tocoo()
+    part = _per_user_shares(union.row, ds.n_users, tuple(ratios[1:]), np.random.default_rng(seed))
+    train, val, test = (_freeze(_pairs(union.row[part == k], union.col[part == k], ds.train.shape)) for k in range(3))
+    shares = "/".join(f"{r:.3f}" for r in ratios)
+    return replace(ds, name=f"{ds.name}[resplit {seed}]", train=train, val=val, test=test,
+                   notes=ds.notes + (f"re-split every user's interactions {shares} (train/val/test, seed {seed})",))
 
 
 def _check_disjoint(a: sp.csr_matrix, b: sp.csr_matrix, what: str) -> None:

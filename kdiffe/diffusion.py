@@ -104,12 +104,22 @@ class GaussianDiffusion:
         return x0_hat
 
 
-def top_q_per_relation(scores: torch.Tensor, entity_relation: torch.Tensor, q: int) -> torch.Tensor:
-    """(item, relation, entity) triples of the q best-scored entities of each relation per item."""
+def relation_groups(entity_relation: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """(relation id, its entity ids) per relation present; computed once per view (it syncs)."""
+    return [(rel, torch.nonzero(entity_relation == rel).squeeze(1))
+            for rel in torch.unique(entity_relation).tolist()]
+
+
+def top_q_per_relation(scores: torch.Tensor, entity_relation: torch.Tensor, q: int,
+                       groups: list[tuple[int, torch.Tensor]] | None = None) -> torch.Tensor:
+    """(item, relation, entity) triples of the q best-scored entities of each relation per item.
+
+    ``groups`` (from :func:`relation_groups`) saves finding each relation's entities per call;
+    with it the selection never waits on the device.
+    """
     parts = []
     rows = torch.arange(scores.shape[0], device=scores.device)
-    for rel in torch.unique(entity_relation).tolist():
-        members = torch.nonzero(entity_relation == rel).squeeze(1)
+    for rel, members in relation_groups(entity_relation) if groups is None else groups:
         k = min(q, members.numel())
         best = members[torch.topk(scores[:, members], k, dim=1).indices]
         items = rows.repeat_interleave(k)

@@ -19,6 +19,7 @@ modality features reach the model.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,76 @@ def segment_softmax(logits: torch.Tensor, segments: torch.Tensor, n_segments: in
     return exp / total[segments]
 
 
+class MixingPattern:
+    """The (item, entity) structure of one set of triples, as CSR and transposed CSR.
+
+    Built once per KG view (the original KG once, the diffusion view once per rebuild), so each
+    batch only supplies the attention weights: no sorting or coalescing per batch. ``triples``
+    are stored sorted by (item, entity), the order the weights must come in.
+    """
+
+    def __init__(self, triples: torch.Tensor, n_items: int, n_entities: int) -> None:
+        j, e = triples[:, 0], triples[:, 2]
+        self.triples = triples[torch.argsort(j * n_entities + e, stable=True)]
+        j, e = self.triples[:, 0], self.triples[:, 2]
+        self.shape = (n_items, n_entities)
+        self.crow = _row_pointers(j, n_items)
+        self.col = e
+        self.transpose = torch.argsort(e * n_items + j, stable=True)  # sorted order -> (entity, item) order
+        self.crow_t = _row_pointers(e[self.transpose], n_entities)
+        self.col_t = j[self.transpose]
+
+    def matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            return torch.sparse_csr_tensor(self.crow, self.col, weight, self.shape, check_invariants=False)
+
+    def matrix_t(self, weight: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.sparse_csr_tensor(self.crow_t, self.col_t, weight[self.transpose],
+                                           self.shape[::-1], check_invariants=False)
+
+
+def _row_pointers(rows: torch.Tensor, n: int) -> torch.Tensor:
+    crow = torch.zeros(n + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+    return crow
+
+
+class _Mixing(torch.autograd.Function):
+    """Σ_{(e, r) ∈ N_j} a(e, r, j) z_e for every item j (the sum of Eq. 2) as one CSR product.
+
+    Backward: ∂/∂a = (g z_eᵀ) sampled at the triples (sampled_addmm), ∂/∂z_e = Mᵀ g; nothing
+    items x entities is dense.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, z_e: torch.Tensor, pattern: MixingPattern) -> torch.Tensor:
+        ctx.pattern = pattern
+        ctx.save_for_backward(weight, z_e)
+        return pattern.matrix(weight) @ z_e
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        weight, z_e = ctx.saved_tensors
+        pattern, grad = ctx.pattern, grad.contiguous()
+        grad_weight = grad_z = None
+        if ctx.needs_input_grad[0]:
+            grad_weight = torch.sparse.sampled_addmm(pattern.matrix(weight), grad, z_e.t(), beta=0.0).values()
+        if ctx.needs_input_grad[1]:
+            grad_z = pattern.matrix_t(weight) @ grad
+        return grad_weight, grad_z, None
+
+
 class KnowledgeAggregator(nn.Module):
     """Relation-aware attentive aggregation of entity embeddings into item embeddings (Eq. 1-2)."""
 
     def __init__(self, kg: KnowledgeGraph, dim: int) -> None:
         super().__init__()
         self.n_entities = kg.n_entities
+        self._patterns: list[tuple[torch.Tensor, MixingPattern]] = []  # the last two views seen
         self.entity = nn.Embedding(kg.n_entities, dim)
         self.relation = nn.Embedding(kg.n_relations, dim)
         self.attention = nn.Linear(2 * dim, dim, bias=False)
@@ -185,29 +251,57 @@ class KnowledgeAggregator(nn.Module):
             z = z.index_add(0, ids, proj(getattr(self, f"centroid_feats_{m}")))
         return z
 
-    def forward(self, items: torch.Tensor, triples: torch.Tensor) -> torch.Tensor:
-        """KG-enhanced item embeddings; ``triples`` is a (n, 3) long tensor (item, relation, entity).
+    def scores(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z_e, entity scores, item scores): what Eq. 1 needs that does not depend on the triples.
 
         rᵀW[z_e ‖ z_j] = rᵀW_e z_e + rᵀW_j z_j is scored per (entity, relation) and
-        (item, relation) once, then gathered per triple, and the weighted sum of entity
-        embeddings is one sparse product: no per-triple matrix product.
+        (item, relation) once; every KG view (the original and the diffusion-rebuilt one)
+        gathers from the same tables.
         """
-        if triples.numel() == 0:
-            return items
-        j, r, e = triples[:, 0], triples[:, 1], triples[:, 2]
         z_e = self.entity_embeddings()
         dim = items.shape[1]
         w_e, w_j = self.attention.weight[:, :dim], self.attention.weight[:, dim:]
         relations = self.relation.weight
         entity_scores = (z_e @ w_e.T) @ relations.T  # (E, relations)
         item_scores = (items @ w_j.T) @ relations.T  # (J, relations)
+        return z_e, entity_scores, item_scores
+
+    def pattern(self, triples: torch.Tensor, n_items: int) -> MixingPattern:
+        """The CSR structure of ``triples``, built on first use; triples tensors are never changed
+        in place, so the tensor itself is the key (the main view's and the current diffusion view's)."""
+        for known, pattern in self._patterns:
+            if known is triples and pattern.shape[0] == n_items:
+                return pattern
+        pattern = MixingPattern(triples, n_items, self.n_entities)
+        self._patterns = [(triples, pattern)] + self._patterns[:1]
+        return pattern
+
+    def aggregate(self, items: torch.Tensor, triples: torch.Tensor,
+                  scores: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Eq. 1-2 over ``triples`` with the tables of :meth:`scores`: the attention logits are
+        gathered per triple, softmaxed per item, and the weighted sum of entity embeddings is one
+        sparse product."""
+        if triples.numel() == 0:
+            return items
+        z_e, entity_scores, item_scores = scores
+        pattern = self.pattern(triples, items.shape[0])
+        j, r, e = pattern.triples[:, 0], pattern.triples[:, 1], pattern.triples[:, 2]
         logits = F.leaky_relu(entity_scores[e, r] + item_scores[j, r])
         weight = segment_softmax(logits, j, items.shape[0])
-        mixing = torch.sparse_coo_tensor(torch.stack([j, e]), weight, (items.shape[0], z_e.shape[0]),
-                                         check_invariants=False)
-        summed = items + torch.sparse.mm(mixing, z_e)
+        summed = items + _Mixing.apply(weight, z_e, pattern)
         scale = items.norm(dim=1, keepdim=True)
         return F.normalize(summed, dim=1) * scale
+
+    def forward(self, items: torch.Tensor, triples: torch.Tensor) -> torch.Tensor:
+        """KG-enhanced item embeddings; ``triples`` is a (n, 3) long tensor (item, relation, entity)."""
+        if triples.numel() == 0:
+            return items
+        return self.aggregate(items, triples, self.scores(items))
+
+    def forward_views(self, items: torch.Tensor, triple_sets: list[torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`forward` for several KG views, sharing the entity embeddings and score tables."""
+        scores = self.scores(items)
+        return [self.aggregate(items, triples, scores) for triples in triple_sets]
 
 
 def build_knowledge(ds, source: str, concepts: int, links: int, iters: int, seed: int,

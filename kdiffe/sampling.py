@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 
 def positive_keys(train: sp.csr_matrix) -> np.ndarray:
@@ -38,3 +41,43 @@ def interaction_batches(train: sp.csr_matrix, keys: np.ndarray, batch_size: int,
     negatives = sample_negatives(keys, train.shape[1], users, rng)
     for lo in range(0, len(users), batch_size):
         yield users[lo:lo + batch_size], items[lo:lo + batch_size], negatives[lo:lo + batch_size]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch on the device: BPR triples, plus the distinct users and items that
+    anchor the contrastive terms of Eq. 13 (sorted, as ``torch.unique`` gives them)."""
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+    anchor_users: torch.Tensor | None = None
+    anchor_items: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.users.shape[0]
+
+
+def epoch_batches(train: sp.csr_matrix, keys: np.ndarray, batch_size: int, rng: np.random.Generator,
+                  device: torch.device | str = "cpu", anchors: bool = False) -> list[Batch]:
+    """Every batch of one epoch, drawn at once and copied to the device once.
+
+    The same draws as :func:`interaction_batches` (one permutation, one negative per edge);
+    with ``anchors`` each batch also carries its distinct users and items, found here with
+    numpy once per epoch so the training loop never waits on the device (no ``torch.unique``).
+    Batches are views into one device tensor: slicing them needs no synchronisation.
+    """
+    coo = train.tocoo()
+    order = rng.permutation(train.nnz)
+    users, items = coo.row[order].astype(np.int64), coo.col[order].astype(np.int64)
+    negatives = sample_negatives(keys, train.shape[1], users, rng)
+    data = torch.from_numpy(np.stack([users, items, negatives])).to(device)
+    bounds = [(lo, min(lo + batch_size, len(users))) for lo in range(0, len(users), batch_size)]
+    if not anchors:
+        return [Batch(data[0, lo:hi], data[1, lo:hi], data[2, lo:hi]) for lo, hi in bounds]
+    distinct = [np.unique(a[lo:hi]) for lo, hi in bounds for a in (users, items)]
+    offsets = np.cumsum([0] + [len(d) for d in distinct]).tolist()
+    flat = torch.from_numpy(np.concatenate(distinct)).to(device)
+    parts = [flat[offsets[k]:offsets[k + 1]] for k in range(len(distinct))]
+    return [Batch(data[0, lo:hi], data[1, lo:hi], data[2, lo:hi], parts[2 * b], parts[2 * b + 1])
+            for b, (lo, hi) in enumerate(bounds)]

@@ -1,11 +1,18 @@
 """Training loop of KDiffE (paper Section V-C, Eq. 14) with honest model selection.
 
-Per epoch: (1) train the denoiser on item batches, guided by the current (detached) user
-embeddings; (2) rebuild the diffusion view Ĝ_k every ``kg_every`` epochs; (3) BPR + InfoNCE
-over shuffled interaction batches with fresh negatives. Every ``eval_every`` epochs evaluate on
-validation and test; select the epoch on validation (``select_on="test"`` is the authors'
-protocol, offered for paper-comparable numbers and labelled). Early stopping on the selection
-metric with ``patience`` evaluations.
+Per epoch: (1) the diffusion view (:class:`~kdiffe.view.DiffusionView`) trains its denoiser,
+guided by the current (detached) user embeddings, and rebuilds Ĝ_k every ``kg_every`` epochs;
+(2) the model's own objective (:meth:`KDiffE.loss`: BPR + θ2 L2 + θ1 InfoNCE) over shuffled
+interaction batches with fresh negatives. Every ``eval_every`` epochs evaluate on validation and
+test; select the epoch on validation (``select_on="test"`` is the authors' protocol, offered for
+paper-comparable numbers and labelled). Early stopping on the selection metric with ``patience``
+evaluations.
+
+The batch loop never reads from the device: batches are drawn for the whole epoch at once and
+the losses are summed on the device and read once per epoch.
+
+Checkpoints (:meth:`Trainer.save`) hold only tensors and plain Python values and are read with
+``torch.load(..., weights_only=True)``: loading a shared results folder runs no code.
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ import torch
 from .attention import cached_attention_matrix
 from .config import Config, ConfigError
 from .data import Dataset, load_dataset
-from .diffusion import Denoiser, GaussianDiffusion, top_q_per_relation, user_guidance_operator
+from .errors import UserError
 from .knowledge import build_knowledge
-from .losses import bpr_loss, info_nce, l2_penalty, parameter_norm
-from .metrics import evaluate
+from .losses import Objective
+from .metrics import Evaluator
 from .model import KDiffE
 from .propagation import propagation_operator
-from .sampling import interaction_batches, positive_keys
+from .sampling import epoch_batches, positive_keys
+from .view import DiffusionView
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -97,6 +105,43 @@ class History:
     epoch_seconds: list[float] = field(default_factory=list)
 
 
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read safely, or that belongs to another run."""
+
+
+#: version of the checkpoint layout written by :meth:`Trainer.state_dict` (1: before the
+#: diffusion view had its own state; read too)
+CHECKPOINT_FORMAT = 2
+
+
+def plain(value: Any, where: str = "state") -> Any:
+    """``value`` with numpy scalars and arrays as Python numbers and lists, tensors on the CPU,
+    checked to hold only what ``torch.load(weights_only=True)`` reads: tensors, dicts with str
+    or int keys, lists, tuples, str, int, float, bool and None. Raises TypeError otherwise."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    for kind in (bool, int, float, str):  # subclasses (IntEnum, ...): their plain value
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                raise TypeError(f"{where}: key {key!r} is not a str or int")
+            out[key] = plain(item, f"{where}[{key!r}]")
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [plain(item, f"{where}[{k}]") for k, item in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    raise TypeError(f"{where}: {type(value).__name__} cannot go into a safe checkpoint")
+
+
 class Trainer:
     """Builds every operator of a run from a Config and trains; resumable via save/load."""
 
@@ -126,106 +171,82 @@ class Trainer:
             if cfg.q > max(np.bincount(kg.entity_relation)):
                 log(f"note: q={cfg.q} exceeds the entities of a relation; keeping all of them")
         self.kg = kg
-        self.model = KDiffE(ds.n_users, ds.n_items, operator, cfg.dim, cfg.layers, kg).to(self.device)
+        objective = Objective.from_config(cfg, self.device)
+        self.model = KDiffE(ds.n_users, ds.n_items, operator, cfg.dim, cfg.layers, kg, objective).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.triples = torch.as_tensor(kg.triples, device=self.device) if kg is not None else None
-        self.view_triples = self.triples
-        self.diffusion = self.denoiser = None
-        if kg is not None and cfg.use_cl:
-            self.diffusion = GaussianDiffusion(cfg.t, cfg.noise_scale, cfg.noise_min, cfg.noise_max, self.device)
-            self.denoiser = Denoiser(kg.n_entities, cfg.dim, cfg.denoiser_hidden, cfg.step_dim).to(self.device)
-            self.diff_optimizer = torch.optim.Adam(self.denoiser.parameters(), lr=cfg.diff_lr)
-            self.x0 = torch.as_tensor(kg.item_entity_matrix(), device=self.device)
-            self.entity_relation = torch.as_tensor(kg.entity_relation, device=self.device)
-            self.guidance_op = user_guidance_operator(ds.train, self.device)
+        #: the diffusion view (Eq. 8-12), when the run contrasts against one
+        self.view = DiffusionView(kg, ds.train, cfg, self.device) if kg is not None and cfg.use_cl else None
         self.keys = positive_keys(ds.train)
+        self._evaluators: dict[str, Evaluator] = {}
         self.epoch = 0
         self.history = History()
 
+    # views --------------------------------------------------------------
+    @property
+    def triples(self) -> torch.Tensor | None:
+        """The original KG's triples (the main view)."""
+        return self.model.kg_triples
+
+    @property
+    def view_triples(self) -> torch.Tensor | None:
+        """Ĝ_k, the diffusion view's triples (the main view's when there is no diffusion view)."""
+        return self.view.triples if self.view is not None else self.triples
+
+    @property
+    def denoiser(self) -> torch.nn.Module | None:
+        return self.view.denoiser if self.view is not None else None
+
     # one epoch ----------------------------------------------------------
-    def _guidance(self) -> torch.Tensor | None:
-        if not self.config.guided:
-            return None
-        users, _ = self.model.get_embedding(self.triples)
-        return torch.sparse.mm(self.guidance_op, users)
-
-    def _train_denoiser(self, guidance: torch.Tensor | None) -> float:
-        self.denoiser.train()
-        order = torch.randperm(self.x0.shape[0], device=self.device)
-        total, batches = 0.0, 0
-        for lo in range(0, order.numel(), self.config.diff_batch):
-            idx = order[lo:lo + self.config.diff_batch]
-            loss = self.diffusion.loss(self.denoiser, self.x0[idx], None if guidance is None else guidance[idx])
-            self.diff_optimizer.zero_grad()
-            loss.backward()
-            self.diff_optimizer.step()
-            total, batches = total + loss.item(), batches + 1
-        return total / max(batches, 1)
-
-    @torch.no_grad()
-    def rebuild_view(self, guidance: torch.Tensor | None) -> torch.Tensor:
-        """Ĝ_k: top-q entities per relation of the reverse-diffused entity vectors (Eq. 10-12)."""
-        self.denoiser.eval()
-        parts = []
-        for lo in range(0, self.x0.shape[0], self.config.diff_batch):
-            x0 = self.x0[lo:lo + self.config.diff_batch]
-            g = None if guidance is None else guidance[lo:lo + self.config.diff_batch]
-            scores = self.diffusion.reconstruct(self.denoiser, x0, g)
-            triples = top_q_per_relation(scores, self.entity_relation, self.config.q)
-            triples[:, 0] += lo
-            parts.append(triples)
-        return torch.cat(parts)
-
     def train_epoch(self) -> dict[str, float]:
         cfg = self.config
         self.model.train()
-        stats: dict[str, float] = {}
         start = time.perf_counter()
-        if self.denoiser is not None:
-            guidance = self._guidance()
-            stats["diffusion_loss"] = self._train_denoiser(guidance)
-            if self.epoch % cfg.kg_every == 0:
-                self.view_triples = self.rebuild_view(guidance)
-        stats["diffusion_seconds"] = time.perf_counter() - start
-        n_batches = -(-self.dataset.train.nnz // cfg.batch_size)
-        bar = Progress(f"epoch {self.epoch + 1}", n_batches)
-        sums = {"bpr_loss": 0.0, "cl_loss": 0.0}
-        for users, pos, neg in interaction_batches(self.dataset.train, self.keys, cfg.batch_size, self.rng):
-            u, i, j = (torch.as_tensor(a, device=self.device) for a in (users, pos, neg))
-            z_u, z_i = self.model(self.triples)
-            bpr = bpr_loss((z_u[u] * z_i[i]).sum(1), (z_u[u] * z_i[j]).sum(1))
-            if cfg.l2 == "params":
-                reg = parameter_norm(self.model.parameters())
-            else:
-                reg = l2_penalty(self.model.user.weight[u], self.model.item.weight[i], self.model.item.weight[j])
-            loss = bpr + cfg.theta2 * reg
-            if cfg.use_cl and self.denoiser is not None:
-                v_u, v_i = self.model(self.view_triples)
-                uu, ii = torch.unique(u), torch.unique(i)
-                cl = info_nce(z_u[uu], v_u[uu], v_u, cfg.tau) + info_nce(z_i[ii], v_i[ii], v_i, cfg.tau)
-                loss = loss + cfg.theta1 * cl
-                sums["cl_loss"] += cl.item()
+        device_stats: dict[str, torch.Tensor] = {}
+        if self.view is not None:
+            device_stats.update(self.view.step(self.model, self.epoch))
+        diffusion_seconds = time.perf_counter() - start
+        batches = epoch_batches(self.dataset.train, self.keys, cfg.batch_size, self.rng, self.device,
+                                anchors=self.model.objective.contrastive)
+        bar = Progress(f"epoch {self.epoch + 1}", len(batches))
+        view_triples = self.view.triples if self.view is not None else None
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # bpr_loss, cl_loss
+        for batch in batches:
+            loss, parts = self.model.loss(batch, view_triples)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
-            sums["bpr_loss"] += bpr.item()
+            sums[0] += parts["bpr_loss"]
+            if "cl_loss" in parts:
+                sums[1] += parts["cl_loss"]
             bar.step()
         bar.close()
-        stats.update({k: v / n_batches for k, v in sums.items()})
+        # the one read-back of the epoch
+        values = torch.cat([sums / len(batches), torch.stack(list(device_stats.values())).double()]) \
+            if device_stats else sums / len(batches)
+        numbers = values.tolist()
+        stats: dict[str, float] = dict(zip(device_stats, numbers[2:]))
+        stats["diffusion_seconds"] = diffusion_seconds
+        stats["bpr_loss"], stats["cl_loss"] = numbers[0], numbers[1]
         self.epoch += 1
         stats["epoch_seconds"] = time.perf_counter() - start
         self.history.epoch_seconds.append(stats["epoch_seconds"])
         return stats
 
     # evaluation ---------------------------------------------------------
+    def evaluator(self, split: str) -> Evaluator:
+        """The prepared full-ranking evaluation of ``split`` ("val" or "test")."""
+        if split not in self._evaluators:
+            ds, cfg = self.dataset, self.config
+            truth, exclude = (ds.val, [ds.train]) if split == "val" else (ds.test, [ds.train, ds.val])
+            self._evaluators[split] = Evaluator(truth, exclude, cfg.ks, cfg.eval_batch, self.device)
+        return self._evaluators[split]
+
     def evaluate(self) -> dict[str, float]:
         """Validation and test metrics of the main view, prefixed ``val_`` and ``test_``."""
         self.model.eval()
         z_u, z_i = self.model.get_embedding(self.triples)
         score = lambda users: z_u[users] @ z_i.T  # noqa: E731
-        ds, cfg = self.dataset, self.config
-        val = evaluate(score, ds.val, [ds.train], cfg.ks, cfg.eval_batch, self.device)
-        test = evaluate(score, ds.test, [ds.train, ds.val], cfg.ks, cfg.eval_batch, self.device)
+        val, test = self.evaluator("val")(score), self.evaluator("test")(score)
         return {**{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()}}
 
     @property
@@ -288,27 +309,50 @@ class Trainer:
 
     # checkpoints --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state = {"epoch": self.epoch, "history": self.history.__dict__, "model": self.model.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.bit_generator.state,
-                 "torch_rng": torch.get_rng_state(), "config": self.config.to_dict(),
-                 "view_triples": None if self.view_triples is None else self.view_triples.cpu()}
-        if self.denoiser is not None:
-            state["denoiser"] = self.denoiser.state_dict()
-            state["diff_optimizer"] = self.diff_optimizer.state_dict()
-        return state
+        """Everything to resume exactly, as tensors and plain Python values only (see :func:`plain`)."""
+        hist = self.history
+        best = None if hist.best is None else next(
+            (k for k, row in enumerate(hist.evaluations) if row is hist.best), None)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "history": {"evaluations": hist.evaluations, "best": hist.best, "best_index": best,
+                        "bad_evaluations": hist.bad_evaluations, "epoch_seconds": hist.epoch_seconds},
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "config": self.config.to_dict(),
+            "view": None if self.view is None else self.view.state_dict(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return plain(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = state["epoch"]
-        self.history = History(**state["history"])
+        if state.get("format", 1) == 1:  # written before the diffusion view had its own state
+            view = None if "denoiser" not in state else {
+                "denoiser": state["denoiser"], "optimizer": state["diff_optimizer"], "triples": state["view_triples"]}
+            history = state["history"]
+        else:
+            view, history = state["view"], state["history"]
+        if (view is None) != (self.view is None):
+            raise CheckpointError("checkpoint and config disagree on the diffusion view (the checkpoint has "
+                                  f"{'none' if view is None else 'one'}); was it written by another variant?")
+        self.epoch = int(state["epoch"])
+        best_index = history.get("best_index")
+        evaluations = list(history["evaluations"])
+        best = evaluations[best_index] if best_index is not None else history["best"]
+        self.history = History(evaluations=evaluations, best=best, bad_evaluations=int(history["bad_evaluations"]),
+                               epoch_seconds=list(history["epoch_seconds"]))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
-        if state["view_triples"] is not None:
-            self.view_triples = state["view_triples"].to(self.device)
-        if self.denoiser is not None:
-            self.denoiser.load_state_dict(state["denoiser"])
-            self.diff_optimizer.load_state_dict(state["diff_optimizer"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if view is not None:
+            self.view.load_state_dict(view)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / "trainer.pt"
@@ -317,7 +361,22 @@ class Trainer:
         return path
 
     def load(self, folder: str | Path) -> None:
-        self.load_state_dict(torch.load(Path(folder) / "trainer.pt", map_location="cpu", weights_only=False))
+        """Restore from ``folder/trainer.pt``, read with ``weights_only=True`` (runs no code)."""
+        path = Path(folder) / "trainer.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: no checkpoint there") from None
+        except Exception as exc:  # pickle.UnpicklingError and friends: not plain data
+            raise CheckpointError(
+                f"{path}: cannot be loaded safely (torch.load weights_only=True refused it: "
+                f"{' '.join(str(exc).split())[:300]}). It holds objects other than tensors and plain "
+                "values: it is not a kdiffe checkpoint, or one written by a much older version. Only if you "
+                "trust its source, re-save it: Trainer.load_state_dict(torch.load(path, weights_only=False)) "
+                "then Trainer.save.") from None
+        if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+            raise CheckpointError(f"{path}: not a kdiffe trainer checkpoint")
+        self.load_state_dict(state)
 
 
 def train(config: Config, report: Report | None = None, *, dataset: Dataset | None = None,

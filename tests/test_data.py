@@ -341,3 +341,29 @@ def test_negative_entries_are_rejected(tmp_path):
     _pickle(folder / "valMat.pkl", sp.coo_matrix(-np.eye(6, 5)))
     with pytest.raises(DatasetError, match="valMat.pkl: entries must be finite and non-negative"):
         load_folder(folder)
+
+
+def test_resplit_redraws_every_users_interactions_reproducibly():
+    from kdiffe.data import resplit
+
+    ds = make_synthetic(n_users=200, n_items=80, seed=5)
+    union = ds.train + ds.val + ds.test
+    a, b, c = resplit(ds, 1), resplit(ds, 1), resplit(ds, 2)
+    assert (a.train != b.train).nnz == 0 and (a.test != b.test).nnz == 0  # seeded
+    assert (a.train != c.train).nnz > 0  # another draw
+    assert (a.train + a.val + a.test != union).nnz == 0  # nothing lost, nothing added
+    assert a.train.multiply(a.val).nnz == a.train.multiply(a.test).nnz == a.val.multiply(a.test).nnz == 0
+    assert (np.diff(a.train.indptr) >= 1).all()  # every user keeps a training item
+    shares = np.array([ds.train.nnz, ds.val.nnz, ds.test.nnz]) / union.nnz
+    got = np.array([a.train.nnz, a.val.nnz, a.test.nnz]) / union.nnz
+    assert np.abs(got - shares).max() < 0.02  # the published split's proportions by default
+    d = resplit(ds, 1, (0.6, 0.2, 0.2))
+    assert abs(d.test.nnz / union.nnz - 0.2) < 0.03 and "resplit 1" in d.name
+
+
+@pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.5, 0.6, 0.1), (0.0, 0.5, 0.5), (0.9, -0.1, 0.2)])
+def test_resplit_refuses_impossible_ratios(ratios):
+    from kdiffe.data import resplit
+
+    with pytest.raises(DatasetError, match="resplit ratios"):
+        resplit(make_synthetic(seed=0), 1, ratios)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdiffe.diffusion import Denoiser, GaussianDiffusion, top_q_per_relation, user_guidance_operator
+from kdiffe.diffusion import (Denoiser, GaussianDiffusion, relation_groups, top_q_per_relation,
+                             user_guidance_operator)
 import scipy.sparse as sp
 
 
@@ -95,3 +96,13 @@ def test_user_guidance_is_the_mean_of_interacting_users():
     users = torch.tensor([[1.0, 0.0], [3.0, 2.0], [9.0, 9.0]])
     got = torch.sparse.mm(user_guidance_operator(train), users)
     torch.testing.assert_close(got, torch.tensor([[2.0, 1.0], [3.0, 2.0]]))
+
+
+def test_precomputed_relation_groups_give_the_same_view():
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(9, 12, generator=gen)
+    relation = torch.tensor([2, 0, 0, 1, 2, 1, 0, 2, 1, 1, 0, 2])
+    groups = relation_groups(relation)
+    assert [rel for rel, _ in groups] == [0, 1, 2]
+    for q in (1, 2, 5):
+        assert torch.equal(top_q_per_relation(scores, relation, q, groups), top_q_per_relation(scores, relation, q))
