@@ -1,6 +1,6 @@
 """Every hyperparameter of a KDiffE run, in one dataclass with the paper's defaults.
 
-Paper defaults (Section VI-A and DESIGN.md section 4): theta1 = 1e-2, theta2 = 1e-5,
+Paper defaults (Section VI-A): theta1 = 1e-2, theta2 = 1e-5,
 R = 12, M = 50, xi = 0.7, t = 10, tau = 0.5, q = 1, d = 64, K = 20.
 
 Variants are the paper's ablations (Table III) expressed as flags of one model:
@@ -57,6 +57,8 @@ class Config:
     cache_dir: str | None = None  #: where S is cached; None: $KDIFFE_CACHE_DIR, else ~/.cache/kdiffe
     max_users: int = 0  #: >0 keeps a seeded subsample of this many users (Figure 10b)
     val_fraction: float = 0.1  #: share of each user's train items moved to validation when valMat is absent
+    resplit: int = 0  #: >0 re-splits the union of train, validation and test per user, with this seed
+    resplit_ratios: str = ""  #: "train,val,test" shares of a re-split; "" keeps the published split's shares
     # synthetic dataset size (dataset="synthetic")
     syn_users: int = 600
     syn_items: int = 400
@@ -189,6 +191,15 @@ def validate(cfg: Config) -> None:
         bad("restart", "restart probability must be in [0, 1)")
     if not 0 < cfg.val_fraction < 1:
         bad("val_fraction", "must be in (0, 1)")
+    if cfg.resplit < 0:
+        bad("resplit", "must be 0 (the published split) or a seed >= 1")
+    if cfg.resplit_ratios:
+        try:
+            ratios = [float(x) for x in cfg.resplit_ratios.split(",")]
+        except ValueError:
+            ratios = []
+        if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0 or abs(sum(ratios) - 1) > 1e-6:
+            bad("resplit_ratios", 'expected three shares "train,val,test" >= 0 summing to 1, e.g. "0.8,0.1,0.1"')
     if not 0 < cfg.noise_min <= cfg.noise_max < 1:
         bad("noise_max", "need 0 < noise_min <= noise_max < 1")
     if not 0 < cfg.noise_scale <= 1:

@@ -360,8 +360,10 @@ def subsample_users(ds: Dataset, n_users: int, seed: int) -> Dataset:
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0,
                  val_fraction: float = 0.1, max_users: int = 0,
-                 synthetic: Mapping[str, int] | None = None) -> Dataset:
-    """Resolve ``name`` ("synthetic" or a folder under the data dir) and load it."""
+                 synthetic: Mapping[str, int] | None = None, resplit_seed: int = 0,
+                 resplit_ratios: tuple[float, float, float] | None = None) -> Dataset:
+    """Resolve ``name`` ("synthetic" or a folder under the data dir) and load it; ``resplit_seed`` > 0
+    re-splits its interactions (:func:`resplit`), ``max_users`` > 0 then subsamples users."""
     if name == "synthetic":
         ds = make_synthetic(seed=seed, **(synthetic or {}))
     else:
@@ -373,4 +375,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
                 "set --data-dir or KDIFFE_DATA_DIR to the folder holding the datasets"
             raise DatasetError(f"unknown dataset {name!r}: no {folder / 'trnMat.pkl'} ({hint})")
         ds = load_folder(folder, seed=seed, val_fraction=val_fraction, name=name)
+    if resplit_seed:
+        ds = resplit(ds, resplit_seed, resplit_ratios)
     return subsample_users(ds, max_users, seed)

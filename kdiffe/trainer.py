@@ -70,11 +70,13 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def dataset_for(cfg: Config) -> Dataset:
-    """The dataset a config names, with its seed, validation fraction, user subsample and sizes."""
+    """The dataset a config names, with its seed, validation fraction, re-split, user subsample and sizes."""
     synthetic = dict(n_users=cfg.syn_users, n_items=cfg.syn_items, n_clusters=cfg.syn_clusters,
                      interactions=cfg.syn_interactions)
+    ratios = tuple(float(x) for x in cfg.resplit_ratios.split(",")) if cfg.resplit_ratios else None
     return load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                        max_users=cfg.max_users, synthetic=synthetic)
+                        max_users=cfg.max_users, synthetic=synthetic, resplit_seed=cfg.resplit,
+                        resplit_ratios=ratios)
 
 
 class Progress:

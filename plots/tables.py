@@ -15,9 +15,33 @@ import pandas as pd
 from scipy import stats
 
 from kdiffe.paper import PAPER_TABLE_II, PAPER_TABLE_III, VARIANT_ORDER  # noqa: F401  (paper numbers, re-exported)
-from kdiffe.results import best_rows  # the one definition (kdiffe.results), also importable from here
+from kdiffe.results import CONFIG_COLUMNS, best_rows  # the one definition (kdiffe.results), also importable from here
 
 METRICS = ("test_recall@20", "test_ndcg@20")
+
+
+def data_label(frame: pd.DataFrame) -> pd.Series:
+    """The data a row was trained on: the dataset, and which re-split of it (``resplit`` > 0)."""
+    label = frame["dataset"].astype(str)
+    if "resplit" not in frame.columns:
+        return label
+    resplit = pd.to_numeric(frame["resplit"], errors="coerce").fillna(0).astype(int)
+    ratios = frame.get("resplit_ratios", pd.Series("", index=frame.index)).fillna("").astype(str)
+    suffix = " (re-split " + resplit.astype(str) + ratios.map(lambda r: f" {r}" if r else "") + ")"
+    return label.where(resplit == 0, label + suffix)
+
+
+def settings(group: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The trials of one table cell split by configuration: seeds are pooled only when everything
+    else is equal. Each part is labelled with the values that tell it apart ('' when there is one)."""
+    columns = [c for c in CONFIG_COLUMNS if c in group.columns and c != "seed"]
+    keys = group[columns].astype(str)
+    varying = [c for c in columns if keys[c].nunique() > 1]
+    if not varying:
+        return [("", group)]
+    parts = group.groupby([keys[c] for c in varying], sort=True)
+    return [(", ".join(f"{c}={v}" for c, v in zip(varying, key if isinstance(key, tuple) else (key,))), part)
+            for key, part in sorted(parts, key=lambda kv: -len(kv[1]))]
 
 
 def _order(variants: pd.Series) -> pd.Series:
@@ -33,13 +57,16 @@ def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame
     recall@20, ndcg@20, paper recall@20, paper ndcg@20.
     """
     best = best_rows(frame, metric)
+    best = best.assign(data=data_label(best))
     rows = []
-    for (dataset, variant), group in best.groupby(["dataset", "variant"], sort=True):
-        paper = PAPER_TABLE_II.get(str(dataset)) if variant == "kdiffe" else None
-        rows.append({"dataset": dataset, "variant": variant, "runs": len(group),
-                     "recall@20": group["test_recall@20"].mean(), "ndcg@20": group["test_ndcg@20"].mean(),
-                     "paper recall@20": paper[0] if paper else np.nan,
-                     "paper ndcg@20": paper[1] if paper else np.nan})
+    for (data, variant), cell in best.groupby(["data", "variant"], sort=True):
+        paper = PAPER_TABLE_II.get(str(data)) if variant == "kdiffe" else None
+        for setting, group in settings(cell):
+            rows.append({"dataset": data, "variant": variant + (f" ({setting})" if setting else ""),
+                         "runs": len(group), "recall@20": group["test_recall@20"].mean(),
+                         "ndcg@20": group["test_ndcg@20"].mean(),
+                         "paper recall@20": paper[0] if paper else np.nan,
+                         "paper ndcg@20": paper[1] if paper else np.nan})
     table = pd.DataFrame(rows, columns=["dataset", "variant", "runs", "recall@20", "ndcg@20",
                                         "paper recall@20", "paper ndcg@20"])
     if table.empty:
@@ -57,20 +84,24 @@ def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str
     paper recall@20, paper ndcg@20 (the paper's Table III where the dataset matches).
     """
     best = best_rows(frame, metric)
+    best = best.assign(data=data_label(best))
     rows = []
-    for dataset, per_dataset in best.groupby("dataset", sort=True):
-        ref = per_dataset[per_dataset["variant"] == reference].set_index("seed")
-        for variant, group in sorted(per_dataset.groupby("variant"), key=lambda kv: _order(pd.Series([kv[0]]))[0]):
-            row = {"dataset": dataset, "variant": variant, "seeds": len(group)}
-            for name in METRICS:
-                values = group[name].to_numpy(dtype=float)
-                row[f"{name} mean"] = values.mean()
-                row[f"{name} std"] = values.std(ddof=1) if len(values) > 1 else np.nan
-                row[f"{name} p"] = _paired_p(group.set_index("seed")[name], ref[name]) \
-                    if variant != reference and not ref.empty else np.nan
-            paper = PAPER_TABLE_III.get(str(dataset), {}).get(variant)
-            row["paper recall@20"], row["paper ndcg@20"] = paper if paper else (np.nan, np.nan)
-            rows.append(row)
+    for dataset, per_dataset in best.groupby("data", sort=True):
+        ref_parts = settings(per_dataset[per_dataset["variant"] == reference])
+        ref = ref_parts[0][1].set_index("seed") if len(ref_parts[0][1]) else pd.DataFrame()
+        for variant, cell in sorted(per_dataset.groupby("variant"), key=lambda kv: _order(pd.Series([kv[0]]))[0]):
+            for setting, group in settings(cell):
+                row = {"dataset": dataset, "variant": variant + (f" ({setting})" if setting else ""),
+                       "seeds": len(group)}
+                for name in METRICS:
+                    values = group[name].to_numpy(dtype=float)
+                    row[f"{name} mean"] = values.mean()
+                    row[f"{name} std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+                    row[f"{name} p"] = _paired_p(group.set_index("seed")[name], ref[name]) \
+                        if variant != reference and not ref.empty else np.nan
+                paper = PAPER_TABLE_III.get(str(dataset), {}).get(variant)
+                row["paper recall@20"], row["paper ndcg@20"] = paper if paper else (np.nan, np.nan)
+                rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from kdiffe.config import VARIANTS, Config, ConfigError, from_dict, parse_overrides
@@ -57,3 +59,19 @@ def test_round_trip():
     assert from_dict(c.to_dict()) == c
     assert c.replace(xi=0.1).xi == 0.1
     assert set(VARIANTS) == {"kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "lightgcn_s"}
+
+
+@pytest.mark.parametrize("values,needle", [({"resplit": -1}, "resplit=-1"),
+                                           ({"resplit_ratios": "0.5,0.5"}, "resplit_ratios='0.5,0.5'"),
+                                           ({"resplit_ratios": "0.8,0.3,-0.1"}, "three shares"),
+                                           ({"resplit_ratios": "a,b,c"}, "three shares")])
+def test_resplit_settings_are_checked(values, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        from_dict(values)
+
+
+def test_resplit_config_gives_a_resplit_dataset():
+    from kdiffe.trainer import dataset_for
+
+    ds = dataset_for(from_dict({"dataset": "synthetic", "resplit": 2, "resplit_ratios": "0.7,0.1,0.2"}))
+    assert ds.name == "synthetic[resplit 2]" and abs(ds.test.nnz / (ds.train + ds.val + ds.test).nnz - 0.2) < 0.03

@@ -130,3 +130,26 @@ def test_write_table_and_empty_frames(frame, tmp_path):
     assert "| tiktok | kdiffe | 3 | 0.1200 | 0.0600 | 0.1120 | 0.0460 |" in lines
     empty = frame[frame["status"] == "error"]
     assert table_ii(empty).empty and table_iii(empty).empty
+
+
+def test_re_splits_get_their_own_block_and_unequal_configs_are_not_pooled():
+    def trial(variant, seed, recall, **config):
+        values = Config(dataset="tiktok", variant=variant, seed=seed, **config).to_dict()
+        return result_row("hand", f"{variant}-{seed}-{config}", values,
+                          {"epoch": 1, "val_recall@20": 0.1, "val_ndcg@20": 0.05, "test_recall@20": recall,
+                           "test_ndcg@20": recall / 2}, kind="ablation")
+
+    rows = [trial("kdiffe", s, 0.10 + s / 100, theta2=4e-5) for s in range(3)]
+    rows += [trial("lightgcn", s, 0.08 + s / 100, theta2=2e-5) for s in range(3)]  # θ₂ per variant: one row
+    rows += [trial("kdiffe", s, 0.20, resplit=1) for s in range(2)]
+    rows += [trial("no_cl", s, 0.05, resplit=1, epochs=30) for s in range(2)]
+    rows += [trial("no_cl", 0, 0.07, resplit=1, epochs=60)]
+    table = table_iii(pd.DataFrame(rows, columns=list(COLUMNS)))
+    cells = {(r.dataset, r.variant): r.seeds for r in table.itertuples()}
+    assert cells == {("tiktok", "kdiffe"): 3, ("tiktok", "lightgcn"): 3,
+                     ("tiktok (re-split 1)", "kdiffe"): 2, ("tiktok (re-split 1)", "no_cl (epochs=30)"): 2,
+                     ("tiktok (re-split 1)", "no_cl (epochs=60)"): 1}
+    published = table[table["dataset"] == "tiktok"].set_index("variant")
+    assert published.loc["kdiffe", "test_recall@20 mean"] == pytest.approx(0.11)
+    assert published.loc["kdiffe", "paper recall@20"] == PAPER_TABLE_III["tiktok"]["kdiffe"][0]
+    assert table[table["dataset"] != "tiktok"]["paper recall@20"].isna().all()  # the paper has no re-splits
