@@ -3,6 +3,7 @@
 Modules follow the paper: :mod:`~kdiffe.attention` (S, Eq. 5), :mod:`~kdiffe.propagation`
 (Eq. 3-7), :mod:`~kdiffe.knowledge` (Eq. 1-2), :mod:`~kdiffe.diffusion` (Eq. 8-12),
 :mod:`~kdiffe.losses` (Eq. 13-15), :mod:`~kdiffe.metrics`, :mod:`~kdiffe.data`,
+:mod:`~kdiffe.view` (the diffusion view, Eq. 8-12), :mod:`~kdiffe.paper` (the paper's numbers),
 :mod:`~kdiffe.trainer`. ``kdiffe.train(config, report=callback)`` runs one trial.
 """
 

@@ -171,7 +171,7 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
                      "--address", f"127.0.0.1:{port}", "--cpus-per-trial", "1", "--max-concurrent", "2",
                      "--storage", str(tmp_path), "--name", "cluster", timeout=300, env=env)
         assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-2000:]
-        assert "2 trials at a time, 1 CPUs each (Ray sees 2 CPUs" in run.stdout
+        assert "2 trials at a time, 1 CPU each (Ray sees 2 CPUs" in run.stdout
         frame = pd.read_csv(tmp_path / "cluster" / "results.csv")
         assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"ok"}
         used = {json.loads(p.read_text())["node"] for p in (tmp_path / "cluster" / "trials").glob("*/worker.json")}

@@ -199,13 +199,15 @@ def test_ray_token_is_used_when_joining_a_cluster(tmp_path, monkeypatch):
     assert experiment.auth_token_available()
 
 
-@pytest.mark.parametrize("cpus,given,expect", [(2, (None, None), (2.0, 1)), (16, (None, None), (4.0, 4)),
-                                               (1, (None, None), (1.0, 1)), (16, (1.0, None), (1.0, 16)),
-                                               (16, (None, 2), (4.0, 2))])
-def test_default_resources_never_split_a_small_machine(cpus, given, expect):
+@pytest.mark.parametrize("cpus,trials,given,expect", [
+    (2, 1, (None, None), (2.0, 1)), (2, 35, (None, None), (1.0, 2)), (2, 2, (None, None), (1.0, 2)),
+    (16, 1, (None, None), (4.0, 4)), (16, 4, (None, None), (4.0, 4)), (16, 8, (None, None), (2.0, 8)),
+    (16, 35, (None, None), (1.0, 16)), (1, 6, (None, None), (1.0, 1)), (16, 35, (2.0, None), (2.0, 8)),
+    (16, 35, (None, 2), (1.0, 2))])
+def test_default_resources_share_the_cpus_among_the_trials(cpus, trials, given, expect):
     from tune.experiment import default_resources
 
-    assert default_resources(cpus, *given, gpus_per_trial=0.0) == expect
+    assert default_resources(cpus, *given, gpus_per_trial=0.0, trials=trials) == expect
 
 
 # ---------------------------------------------------------------------------------- with Ray
@@ -231,7 +233,7 @@ def test_grid_experiment_covers_exactly_the_grid(ray_session, tmp_path, capsys):
     assert record["runs"][0]["wall_seconds"] > 0 and record["runs"][0]["command"][0] == "tune/search.py"
     out = capsys.readouterr().out
     assert "best by val_recall@20" in out and "test       recall@20" in out
-    assert "6/6 trials done" in out and "1 trial at a time, 2 CPUs each" in out
+    assert "6/6 trials done" in out and "2 trials at a time, 1 CPU each" in out
     assert "╭" not in out and "Trial status" not in out and len(out.splitlines()) < 30  # no Ray boxes
 
 
