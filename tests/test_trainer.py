@@ -120,12 +120,18 @@ def _leaves(value):
         yield value
 
 
-def test_checkpoint_is_plain_data_and_loads_with_weights_only(tmp_path, synthetic, one_thread):
-    cfg = Config(variant="kdiffe", epochs=4, M=5, R=2, patience=0)
+def _straight_and_cut(cfg, synthetic, epochs):
+    """A run of all ``cfg.epochs`` and one of the same config cut after ``epochs``."""
     straight = Trainer(cfg, synthetic, **QUIET)
     straight.run()
-    first = Trainer(cfg.replace(epochs=2), synthetic, **QUIET)
+    first = Trainer(cfg.replace(epochs=epochs), synthetic, **QUIET)
     first.run()
+    return straight, first
+
+
+def test_checkpoint_is_plain_data_and_loads_with_weights_only(tmp_path, synthetic, one_thread):
+    cfg = Config(variant="kdiffe", epochs=4, M=5, R=2, patience=0)
+    straight, first = _straight_and_cut(cfg, synthetic, 2)
     path = first.save(tmp_path)
     state = torch.load(path, weights_only=True)  # refuses anything but tensors and plain values
     assert {type(x) for x in _leaves(state)} <= {torch.Tensor, str, int, float, bool, type(None)}
@@ -180,10 +186,7 @@ def test_checkpoint_of_another_variant_is_refused(tmp_path, synthetic):
 def test_checkpoints_of_the_previous_layout_still_load(tmp_path, synthetic, one_thread):
     """Format 1 (denoiser, diff_optimizer and view_triples at the top) resumes exactly."""
     cfg = Config(variant="kdiffe", epochs=3, M=5, R=2, patience=0)
-    straight = Trainer(cfg, synthetic, **QUIET)
-    straight.run()
-    first = Trainer(cfg.replace(epochs=2), synthetic, **QUIET)
-    first.run()
+    straight, first = _straight_and_cut(cfg, synthetic, 2)
     state = first.state_dict()
     view = state.pop("view")
     del state["format"], state["history"]["best_index"]

@@ -296,3 +296,24 @@ def test_same_seed_twice_gives_identical_metrics(ray_session, tmp_path):
             for n in ("a", "b"))
     assert len(a) == 12
     pd.testing.assert_frame_equal(a[list(METRIC_COLUMNS)], b[list(METRIC_COLUMNS)])
+
+
+def test_reproduce_plans_runs_resumes_and_renders(ray_session, tmp_path, capsys):
+    from tune.reproduce import main
+
+    argv = ["--datasets", "synthetic", "--parts", "grid-unguided,ablation", "--seeds", "0", "--ablation-seeds", "0-1",
+            "--epochs", "1", "--storage", str(tmp_path), *[x for s in TINY[3::2] for x in ("--set", s)]]
+    assert main([*argv, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "synthetic-grid-unguided" in plan and "new" in plan and "trial-epochs" in plan
+    assert not any(tmp_path.iterdir())  # a dry run runs nothing
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "synthetic-grid-unguided" / "results.csv").exists()
+    ablation = pd.concat(pd.read_csv(p) for p in tmp_path.glob("synthetic-ablation-*/results.csv"))
+    assert set(ablation["variant"]) == {"kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "lightgcn_s"}
+    assert set(ablation["seed"]) == {0, 1} and (tmp_path / "figures" / "table_iii.md").exists()
+    assert "wrote" in out
+    assert main([*argv, "--dry-run"]) == 0
+    assert "new" not in capsys.readouterr().out.replace("synthetic", "")  # every part is done now
+    assert main(["--parts", "everything", "--storage", str(tmp_path)]) == 2

@@ -1,0 +1,192 @@
+"""The paper's whole evaluation as one resumable command, rendered into one folder.
+
+    python tune/reproduce.py --dry-run                       # the plan, its trial-epochs and time
+    python tune/reproduce.py                                 # run every part, then draw everything
+    python tune/reproduce.py --parts grids --datasets tiktok --seeds 0-2
+    python tune/reproduce.py --render-only                   # redraw from what is stored
+
+Each part is one experiment of ``tune/search.py``, ``ablations/run.py`` or ``tune/scalability.py``
+(their code, through :func:`tune.cli.main`) in ``<storage>/<part>/``. A part whose last run ended
+cleanly is skipped; an interrupted or failed one is resumed (``--resume``). At the end
+``plots/figures.py`` draws Figures 5-10 and Tables II-III from every part into ``<storage>/figures``.
+
+Parts (per dataset; datasets without item features run only what needs none):
+  grid          one-factor grids of Figures 6-9 (M, R, xi, t, tau, theta1, q), KDiffE
+  grid-unguided Figure 5's q grid for the unguided variant
+  ablation      Table III (kdiffe, no_s, unguided, no_cl) and Table II's baselines (lightgcn,
+                lightgcn_s), each at its validation-chosen theta2
+  resplit-K     the ablation suite on re-split K of the dataset's interactions (--resplits)
+  scalability   Figure 10: seconds per epoch against t on every dataset, against users on Sports
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
+from kdiffe.errors import UserError, report  # noqa: E402
+from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS  # noqa: E402
+from tune.cli import Parser, seeds_arg  # noqa: E402
+from tune.store import RECORD_FILE  # noqa: E402
+
+PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability")
+#: theta2 chosen on TikTok validation per variant (docs/benchmarks.md, "θ₂ and L2 scope").
+THETA2 = {"kdiffe": 4e-5, "no_s": 4e-5, "unguided": 4e-5, "no_cl": 4e-5, "lightgcn": 2e-5, "lightgcn_s": 1e-5}
+#: Seconds per epoch on the 2-core reference machine (docs/benchmarks.md), for --dry-run.
+SECONDS_PER_EPOCH = {"kdiffe": 2.2, "no_s": 2.1, "unguided": 2.2, "no_cl": 0.5, "lightgcn": 0.4, "lightgcn_s": 0.3}
+SCALE = {"tiktok": 1.0, "baby": 2.0, "sports": 3.7}  #: epoch cost relative to TikTok (interactions)
+
+
+@dataclass
+class Part:
+    name: str
+    script: str  #: "search" | "ablation" | "scalability"
+    argv: list[str]
+    trial_epochs: int
+    seconds: float  #: estimate on the reference machine, one trial at a time
+
+
+def has_features(dataset: str, data_dir: str) -> bool:
+    return dataset == "synthetic" or bool(load_dataset(dataset, data_dir).features)
+
+
+def plan(args: argparse.Namespace) -> list[Part]:
+    parts: list[Part] = []
+    common = ["--data-dir", args.data_dir, "--epochs", str(args.epochs), *[x for s in args.set for x in ("--set", s)]]
+    seeds = ",".join(map(str, args.seeds))
+    for dataset in args.datasets:
+        rich = has_features(dataset, args.data_dir)
+        scale = SCALE.get(dataset, 1.0)
+        kd = [v for v in ("kdiffe", "no_s", "unguided", "no_cl") if rich]
+        if "grid" in args.parts and rich:
+            points = 1 + sum(len(PAPER_GRIDS[p]) - 1 for p in SWEEP_PARAMS)
+            n = points * len(args.seeds)
+            parts.append(Part(f"{dataset}-grid", "search", ["--dataset", dataset, "--mode", "grid", "--seeds", seeds,
+                                                            "--set", f"theta2={THETA2['kdiffe']}", *common],
+                              n * args.epochs, n * args.epochs * SECONDS_PER_EPOCH["kdiffe"] * scale))
+        if "grid-unguided" in args.parts and rich:
+            n = len(PAPER_GRIDS["q"]) * len(args.seeds)
+            parts.append(Part(f"{dataset}-grid-unguided", "search",
+                              ["--dataset", dataset, "--mode", "grid", "--params", "q", "--variant", "unguided",
+                               "--seeds", seeds, "--set", f"theta2={THETA2['unguided']}", *common],
+                              n * args.epochs, n * args.epochs * SECONDS_PER_EPOCH["unguided"] * scale))
+        groups = {}
+        for variant in [*kd, "lightgcn", "lightgcn_s"]:
+            groups.setdefault(THETA2[variant], []).append(variant)
+        splits = [("ablation", 0)] * ("ablation" in args.parts) + \
+            [(f"resplit-{k}", k) for k in args.resplits if "resplit" in args.parts and dataset in args.resplit_datasets]
+        for label, resplit in splits:
+            for theta2, variants in groups.items():
+                n = len(variants) * len(args.ablation_seeds)
+                cost = sum(SECONDS_PER_EPOCH[v] for v in variants) * len(args.ablation_seeds) * args.epochs * scale
+                extra = ["--set", f"resplit={resplit}"] if resplit else []
+                parts.append(Part(f"{dataset}-{label}-theta2-{theta2:g}", "ablation",
+                                  ["--dataset", dataset, "--variants", ",".join(variants), "--seeds",
+                                   ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={theta2}", *extra,
+                                   *common], n * args.epochs, cost))
+    if "scalability" in args.parts:
+        steps = len(PAPER_GRIDS["t"])
+        n = steps * len(args.datasets) + (5 if "sports" in args.datasets else 0)
+        parts.append(Part("scalability", "scalability", ["--dataset", *args.datasets, "--data-dir", args.data_dir,
+                                                         "--epochs", "3"], n * 3,
+                          sum(3 * steps * SECONDS_PER_EPOCH["kdiffe"] * SCALE.get(d, 1) for d in args.datasets)))
+    return parts
+
+
+def state(storage: Path, part: Part) -> str:
+    """"new", "done" (its last run exited 0) or "resume"."""
+    record = storage / part.name / RECORD_FILE
+    if not record.exists():
+        return "new"
+    runs = json.loads(record.read_text()).get("runs", [])
+    return "done" if runs and runs[-1].get("exit") == 0 else "resume"
+
+
+def run_part(storage: Path, part: Part, resources: list[str]) -> int:
+    from importlib import import_module
+
+    from tune.cli import main
+
+    module = {"search": "tune.search", "ablation": "ablations.run", "scalability": "tune.scalability"}[part.script]
+    script = import_module(module).SCRIPT
+    where = ["--storage", str(storage), "--name", part.name]
+    argv = [*where, "--resume", *resources] if state(storage, part) == "resume" else [*part.argv, *where, *resources]
+    return main(script, argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="tune/reproduce.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["tiktok", "baby", "sports"])
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
+    parser.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-2"), help="seeds of the grids (default 0-2)")
+    parser.add_argument("--ablation-seeds", type=seeds_arg, default=seeds_arg("0-4"),
+                        help="seeds of the ablation suites (default 0-4)")
+    parser.add_argument("--resplits", type=seeds_arg, default=[1, 2], help="re-splits of the ablation suite (default 1,2)")
+    parser.add_argument("--resplit-datasets", nargs="+", default=["tiktok"], help="datasets re-split (default tiktok)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Config value for every trial")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--storage", default="docs/results", help="folder of every part and of figures/ (default docs/results)")
+    parser.add_argument("--cpus-per-trial", default=None)
+    parser.add_argument("--gpus-per-trial", default=None)
+    parser.add_argument("--max-concurrent", default=None)
+    parser.add_argument("--address", default=None)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and its cost; run nothing")
+    parser.add_argument("--render-only", action="store_true", help="draw the figures and tables from what is stored")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+        unknown = [p for p in args.parts if p not in PARTS]
+        if unknown:
+            raise UserError(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+        args.data_dir = str(resolve_data_dir(args.data_dir))
+        storage = Path(args.storage).resolve()
+        parts = [] if args.render_only else plan(args)
+    except UserError as exc:
+        return report(exc)
+    total_epochs, total_seconds = 0, 0.0
+    for part in parts:
+        status = state(storage, part)
+        total_epochs += part.trial_epochs * (status != "done")
+        total_seconds += part.seconds * (status != "done")
+        print(f"{part.name:<34} {status:<6} {part.trial_epochs:>6} trial-epochs  ~{part.seconds / 3600:5.1f} h  "
+              f"python {'ablations/run.py' if part.script == 'ablation' else f'tune/{part.script}.py'} "
+              f"{' '.join(part.argv)}")
+    if parts:
+        print(f"to run: {total_epochs} trial-epochs, about {total_seconds / 3600:.1f} h one trial at a time on the "
+              f"2-core reference machine (about {total_seconds / 3600 / 1.24:.1f} h two at a time)")
+    if args.dry_run:
+        return 0
+    resources = [x for flag in ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address")
+                 if getattr(args, flag) is not None for x in (f"--{flag.replace('_', '-')}", getattr(args, flag))]
+    for part in parts:
+        if state(storage, part) == "done":
+            continue
+        print(f"== {part.name}", flush=True)
+        code = run_part(storage, part, resources)
+        if code != 0:
+            print(f"{part.name} ended with exit code {code}; run the same command again to resume it", flush=True)
+            return code
+    from plots.figures import load_results, render_all
+
+    done = render_all(load_results(storage), storage / "figures", ("png",))
+    for path in done.written:
+        print(f"wrote {path}")
+    for note in done.notes:
+        print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
