@@ -133,7 +133,7 @@ class Script:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     plan: Callable[[argparse.Namespace, dict[str, Any]], Plan]
     finish: Callable[[Outcome, Experiment, argparse.Namespace], tuple[list[str], int]]
-    defaults: Callable[[argparse.Namespace], dict[str, Any]] = dict  #: Config values every trial starts from
+    defaults: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}  #: Config values every trial starts from
     fixed: tuple[tuple[str, str], ...] = ()  #: Config fields the script sets itself -> its option
 
 
