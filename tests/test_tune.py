@@ -7,6 +7,7 @@ tests that kill processes, resume, or join a two-node cluster are in tests/test_
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -240,7 +241,7 @@ def test_grid_experiment_covers_exactly_the_grid(ray_session, tmp_path, capsys):
 def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path, capsys):
     from tune.search import main
 
-    assert main([*TINY, "--mode", "optuna", "--params", "xi,q", "--num-samples", "6", "--epochs", "4",
+    assert main([*TINY, "--mode", "optuna", "--params", "xi,q", "--num-samples", "6", "--epochs", "4", "--grace-period", "1",
                  "--max-concurrent", "2", "--cpus-per-trial", "1", "--set", "variant=no_cl", "--storage",
                  str(tmp_path), "--name", "opt"]) == 0
     frame = pd.read_csv(tmp_path / "opt" / "results.csv")
@@ -317,3 +318,32 @@ def test_reproduce_plans_runs_resumes_and_renders(ray_session, tmp_path, capsys)
     assert main([*argv, "--dry-run"]) == 0
     assert "new" not in capsys.readouterr().out.replace("synthetic", "")  # every part is done now
     assert main(["--parts", "everything", "--storage", str(tmp_path)]) == 2
+
+
+def test_resume_of_a_run_killed_before_ray_saved_state_starts_it_again(ray_session, tmp_path, capsys):
+    from tune.search import main
+
+    argv = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "1", "--storage", str(tmp_path), "--name", "early"]
+    assert main(argv) == 0
+    folder = tmp_path / "early"
+    for name in list(folder.iterdir()):  # as if killed right after experiment.json was written
+        if name.name != "experiment.json":
+            shutil.rmtree(name) if name.is_dir() else name.unlink()
+    (folder / "trials" / "stale_00000").mkdir(parents=True)
+    assert main(["--storage", str(tmp_path), "--name", "early", "--resume"]) == 0
+    assert "starting it again" in capsys.readouterr().out
+    frame = pd.read_csv(folder / "results.csv")
+    assert frame["trial_id"].nunique() == 6 and "stale_00000" not in set(frame["trial_id"])
+    assert len(json.loads((folder / "experiment.json").read_text())["runs"]) == 2
+
+
+def test_default_grace_period_waits_until_early_validation_predicts_the_ranking():
+    """On the committed TikTok grid, from the first epoch after which the Spearman correlation of
+    validation Recall@20 with each trial's best stays >= 0.6, ASHA may compare trials; not before."""
+    from benchmarks.early_ranking import early_ranking
+    from tune.experiment import DEFAULT_GRACE_PERIOD
+
+    table = early_ranking(pd.read_csv(ROOT / "docs" / "results" / "tiktok-grid-e2e" / "results.csv"))
+    low = table[table["spearman"] < 0.6]["epoch"]
+    predictive_from = int(low.max()) + 1 if len(low) else 1
+    assert 2 <= predictive_from <= DEFAULT_GRACE_PERIOD

@@ -25,7 +25,7 @@ from kdiffe.knowledge import default_concepts
 from kdiffe.results import DEFAULT_STORAGE, RESULTS_FILE, best_evaluation
 from kdiffe.trainer import dataset_for
 
-from .experiment import Experiment, Outcome, check_resources, run, set_ray_env, start_ray
+from .experiment import DEFAULT_GRACE_PERIOD, Experiment, Outcome, check_resources, run, set_ray_env, start_ray
 from .store import ExperimentError, check_storage, end_record, load_record, start_record
 from .trainable import resolve_trial_config
 
@@ -121,6 +121,7 @@ class Plan:
     scheduler: str = "fifo"
     seed: int = 0
     max_concurrent: int | None = None  #: the script's default (scalability: 1)
+    grace_period: int = DEFAULT_GRACE_PERIOD  #: ASHA: evaluations before a trial may be stopped
     datasets: tuple[str, ...] = ()
 
 
@@ -259,6 +260,7 @@ def _main(script: Script, argv: list[str]) -> int:
                      param_space={**plan.param_space, "experiment": name, "kind": plan.kind, "results_dir": str(path)},
                      metric=plan.metric, num_samples=plan.num_samples, search=plan.search, scheduler=plan.scheduler,
                      max_t=evaluations(base["epochs"], base.get("eval_every", 1)), seed=plan.seed,
+                     grace_period=plan.grace_period,
                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                      max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
                      address=args.address, resume=args.resume, verbose=args.verbose)

@@ -24,6 +24,7 @@ from kdiffe.config import VARIANTS, ConfigError, parse_overrides  # noqa: E402
 from kdiffe.results import metric_columns  # noqa: E402
 
 from tune.cli import Plan, Script, main as run_script, non_negative, seeds_arg, summary_lines  # noqa: E402
+from tune.experiment import DEFAULT_GRACE_PERIOD  # noqa: E402
 from tune.spaces import extreme_values, grid_points, joint_space, parse_params  # noqa: E402
 
 DEFAULT_EPOCHS = 20
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"trials for optuna/random (default {DEFAULT_SAMPLES})")
     parser.add_argument("--scheduler", choices=["asha", "fifo"], default=None,
                         help="default: asha for optuna/random, fifo for grid")
+    parser.add_argument("--grace-period", type=non_negative(int), default=DEFAULT_GRACE_PERIOD,
+                        help=f"asha: evaluations before a trial may be stopped (default {DEFAULT_GRACE_PERIOD}; "
+                             "earlier, validation Recall@20 does not predict the final ranking)")
     parser.add_argument("--metric", type=validation_metric, default="val_recall@20",
                         help="validation metric to maximise, e.g. val_recall@20 or val_ndcg@10")
     parser.add_argument("--seeds", type=seeds_arg, default=[2024],
@@ -92,7 +96,8 @@ def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
     candidates = [{**base, **corner, "seed": args.seeds[0]} for corner in extreme_values(params)]
     seeds = len(args.seeds) if args.mode == "random" else 1
     return Plan(param_space=space, candidates=candidates, total=args.num_samples * seeds,
-                num_samples=args.num_samples, scheduler=args.scheduler or "asha", **common)
+                num_samples=args.num_samples, scheduler=args.scheduler or "asha",
+                grace_period=max(1, args.grace_period), **common)
 
 
 def finish(outcome: Any, exp: Any, args: argparse.Namespace) -> tuple[list[str], int]:
