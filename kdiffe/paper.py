@@ -12,7 +12,9 @@ Section VI-A (settings)     :data:`PAPER_DEFAULTS` (theta1 = 1e-2, theta2 = 1e-5
 Figures 5-9 (parameters)    :data:`SWEEP_PARAMS` in the paper's order and :data:`PAPER_GRIDS`, the
                             values on the x axes of the one-factor sweeps
 joint search                :data:`JOINT_RANGES`: the ranges the grids span (plus xi = 0, the
-                            no-S end) for optuna / random searches over the same parameters
+                            no-S end) for optuna / random searches over the same parameters;
+                            :data:`TRAINING_PARAMS` (theta2, lr), fixed by the paper, with the
+                            project's own ranges and :data:`TRAINING_GRIDS`
 Figures 5-10                :data:`FIGURES` (number -> parameters, title, variants shown):
                             5 denoising (q, KDiffE against the unguided variant, Section V-B3),
                             6 M and R, 7 xi and t, 8 tau and theta1, 9 q,
@@ -69,6 +71,17 @@ JOINT_RANGES: dict[str, tuple] = {
     "theta1": ("loguniform", 1e-4, 1.0),
     "q": ("int", 1, 6),
     "variant": ("choice", ABLATION_VARIANTS),
+    # Not the paper's: the training parameters it fixes (Section VI-A), searchable on request.
+    "theta2": ("loguniform", 1e-6, 1e-3),
+    "lr": ("loguniform", 1e-4, 1e-2),
+}
+
+#: Training parameters a search may also move (off by default): the L2 weight theta_2 of Eq. 14
+#: and Adam's learning rate. The paper fixes them (1e-5, 1e-3); their grids are the project's.
+TRAINING_PARAMS = ("theta2", "lr")
+TRAINING_GRIDS: dict[str, tuple[float, ...]] = {
+    "theta2": (1e-6, 1e-5, 2e-5, 4e-5, 1e-4, 1e-3),
+    "lr": (1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2),
 }
 
 
@@ -116,6 +129,8 @@ PARAM_LABELS = {
     "tau": r"temperature $\tau$",
     "theta1": r"contrastive weight $\theta_1$",
     "q": r"top-$q$ entities",
+    "theta2": r"L2 weight $\theta_2$",
+    "lr": "learning rate",
 }
 METRIC_NAMES = {"test_recall@20": "Recall@20", "test_ndcg@20": "NDCG@20"}
 

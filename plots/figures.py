@@ -62,7 +62,7 @@ import pandas as pd  # noqa: E402
 
 from kdiffe import paper  # noqa: E402
 from kdiffe.config import FIELDS  # noqa: E402
-from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS  # noqa: E402
+from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import (CONFIG_COLUMNS, DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, SELECTION_METRIC,  # noqa: E402
                             SchemaError, best_rows, metric_columns, read_results)
 from kdiffe.errors import UserError, report  # noqa: E402
@@ -432,8 +432,8 @@ def search_experiments(best: pd.DataFrame) -> list[str]:
 
 
 def searched_params(trials: pd.DataFrame) -> list[str]:
-    """Parameters that take more than one value across ``trials``: SWEEP_PARAMS, then variant."""
-    moved = [p for p in SWEEP_PARAMS if trials[p].nunique(dropna=True) > 1]
+    """Parameters that take more than one value across ``trials``: SWEEP_PARAMS, theta2 and lr, then variant."""
+    moved = [p for p in SWEEP_PARAMS + TRAINING_PARAMS if trials[p].nunique(dropna=True) > 1]
     return moved + (["variant"] if trials["variant"].nunique() > 1 else [])
 
 

@@ -10,6 +10,7 @@ from kdiffe import paper, results
 from kdiffe.config import FIELDS, VARIANTS, Config, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
+GRIDS = {**paper.PAPER_GRIDS, **paper.TRAINING_GRIDS}
 
 
 def test_paper_defaults_are_config_defaults():
@@ -21,17 +22,17 @@ def test_paper_defaults_are_config_defaults():
     assert config.metric == f"recall@{paper.TOP_K}"
 
 
-@pytest.mark.parametrize("name", paper.SWEEP_PARAMS)
+@pytest.mark.parametrize("name", paper.SWEEP_PARAMS + paper.TRAINING_PARAMS)
 def test_grids_contain_the_config_default(name):
     assert set(paper.PAPER_GRIDS) == set(paper.SWEEP_PARAMS)
-    assert any(math.isclose(v, FIELDS[name].default) for v in paper.PAPER_GRIDS[name])
+    assert any(math.isclose(v, FIELDS[name].default) for v in GRIDS[name])
 
 
-@pytest.mark.parametrize("name", paper.SWEEP_PARAMS)
+@pytest.mark.parametrize("name", paper.SWEEP_PARAMS + paper.TRAINING_PARAMS)
 def test_ranges_contain_the_grids(name):
     kind, *spec = paper.JOINT_RANGES[name]
     low, high = paper.range_ends(name)
-    grid = paper.PAPER_GRIDS[name]
+    grid = GRIDS[name]
     if kind == "choice":
         assert set(grid) <= set(spec[0])
     else:
@@ -42,7 +43,8 @@ def test_ranges_contain_the_grids(name):
 
 
 def test_range_corners_are_valid_configs():
-    assert set(paper.JOINT_RANGES) == set(paper.SWEEP_PARAMS) | {"variant"}
+    assert set(paper.JOINT_RANGES) == set(paper.SWEEP_PARAMS) | {"variant"} | set(paper.TRAINING_PARAMS)
+    assert set(paper.TRAINING_GRIDS) == set(paper.TRAINING_PARAMS)
     assert set(paper.ABLATION_VARIANTS) <= set(VARIANTS)
     for end in (0, 1):
         from_dict({name: paper.range_ends(name)[end] for name in paper.JOINT_RANGES})
@@ -53,12 +55,14 @@ def test_tune_reads_the_grids_and_ranges_from_the_core():
     assert spaces.PAPER_GRIDS is paper.PAPER_GRIDS and spaces.SWEEP_PARAMS is paper.SWEEP_PARAMS
     assert results.SWEEP_PARAMS is paper.SWEEP_PARAMS
     lows, highs = spaces.extreme_values(spaces.SEARCHABLE)
-    assert lows == {"M": 30, "R": 6, "xi": 0.0, "t": 2, "tau": 0.1, "theta1": 1e-4, "q": 1, "variant": "kdiffe"}
-    assert highs == {"M": 150, "R": 20, "xi": 1.0, "t": 80, "tau": 1.0, "theta1": 1.0, "q": 6, "variant": "no_cl"}
+    assert lows == {"M": 30, "R": 6, "xi": 0.0, "t": 2, "tau": 0.1, "theta1": 1e-4, "q": 1, "variant": "kdiffe",
+                    "theta2": 1e-6, "lr": 1e-4}
+    assert highs == {"M": 150, "R": 20, "xi": 1.0, "t": 80, "tau": 1.0, "theta1": 1.0, "q": 6, "variant": "no_cl",
+                     "theta2": 1e-3, "lr": 1e-2}
 
 
 def test_names_and_figures_are_consistent():
-    assert set(paper.PARAM_LABELS) == set(paper.SWEEP_PARAMS)
+    assert set(paper.PARAM_LABELS) == set(paper.SWEEP_PARAMS) | set(paper.TRAINING_PARAMS)
     assert set(paper.VARIANT_NAMES) == set(VARIANTS) and paper.VARIANT_ORDER[0] == "kdiffe"
     assert set(paper.PAPER_VARIANT_SYMBOLS) == set(paper.ABLATION_VARIANTS)
     assert set(paper.DATASET_NAMES) == set(paper.DATASETS) == set(paper.PAPER_TABLE_II)

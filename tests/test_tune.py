@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -63,6 +64,14 @@ def test_grid_points_are_one_factor_at_a_time():
     assert len(grid_points(parse_params(None), defaults)) == 1 + sum(len(g) - 1 for g in PAPER_GRIDS.values())
     variants = [p["variant"] for p in grid_points(("variant",), {"variant": "kdiffe"})[1:]]
     assert variants == ["no_s", "unguided", "no_cl", "lightgcn", "lightgcn_s"]
+
+
+def test_training_parameters_are_searched_only_when_named():
+    assert "theta2" not in parse_params(None) and "lr" not in parse_params(None)
+    assert parse_params("q,theta2,lr") == ("q", "theta2", "lr")
+    points = grid_points(("theta2",), {"theta2": 1e-5})
+    assert [p["theta2"] for p in points[1:]] == [1e-6, 2e-5, 4e-5, 1e-4, 1e-3]
+    assert [p["lr"] for p in grid_points(("lr",), {})[1:]] == [1e-4, 5e-4, 2e-3, 5e-3, 1e-2]  # default 1e-3
 
 
 @pytest.mark.parametrize("text,seeds", [("2024", [2024]), ("0,1,2", [0, 1, 2]), ("0-4", [0, 1, 2, 3, 4]),
@@ -241,7 +250,7 @@ def test_grid_experiment_covers_exactly_the_grid(ray_session, tmp_path, capsys):
 def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path, capsys):
     from tune.search import main
 
-    assert main([*TINY, "--mode", "optuna", "--params", "xi,q", "--num-samples", "6", "--epochs", "4", "--grace-period", "1",
+    assert main([*TINY, "--mode", "optuna", "--params", "xi,q,lr", "--num-samples", "6", "--epochs", "4", "--grace-period", "1",
                  "--max-concurrent", "2", "--cpus-per-trial", "1", "--set", "variant=no_cl", "--storage",
                  str(tmp_path), "--name", "opt"]) == 0
     frame = pd.read_csv(tmp_path / "opt" / "results.csv")
@@ -250,6 +259,7 @@ def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path, capsys)
     assert (epochs < 4).any() and (epochs == 4).any()  # ASHA stopped some, others ran to the end
     trials = frame.drop_duplicates("trial_id")
     assert trials["xi"].nunique() == 6 and trials["xi"].between(0, 1).all() and trials["q"].between(1, 6).all()
+    assert trials["lr"].nunique() == 6 and trials["lr"].between(1e-4, 1e-2).all() and (trials["theta2"] == 1e-5).all()
     assert "stopped early by the scheduler" in capsys.readouterr().out
 
 
@@ -318,6 +328,29 @@ def test_reproduce_plans_runs_resumes_and_renders(ray_session, tmp_path, capsys)
     assert main([*argv, "--dry-run"]) == 0
     assert "new" not in capsys.readouterr().out.replace("synthetic", "")  # every part is done now
     assert main(["--parts", "everything", "--storage", str(tmp_path)]) == 2
+
+
+def test_reproduce_search_reruns_each_searched_best_with_the_ablation_seeds(ray_session, tmp_path, capsys):
+    from tune.reproduce import main
+
+    sets = [x for s in ("syn_users=120", "syn_items=60", "concepts=6", "denoiser_hidden=32") for x in ("--set", s)]
+    argv = ["--datasets", "synthetic", "--parts", "search", "--search-trials", "2", "--ablation-seeds", "3-4",
+            "--epochs", "1", "--storage", str(tmp_path), *sets]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "the best settings of synthetic-search-kdiffe" in capsys.readouterr().out
+    assert main(argv) == 0
+    for variant, moved in (("kdiffe", ["M", "R", "xi", "t", "tau", "theta1", "q", "theta2", "lr"]),
+                           ("lightgcn", ["theta2", "lr"])):
+        search = pd.read_csv(tmp_path / f"synthetic-search-{variant}" / "results.csv")
+        assert search["trial_id"].nunique() == 2 and set(search["variant"]) == {variant}
+        assert search.drop_duplicates("trial_id")["lr"].nunique() == 2  # lr is searched
+        best = json.loads((tmp_path / f"synthetic-search-{variant}" / "best.json").read_text())["best"]
+        rerun = pd.read_csv(tmp_path / f"synthetic-search-{variant}-best" / "results.csv")
+        assert set(rerun["seed"]) == {3, 4} and set(rerun["variant"]) == {variant}
+        for key in moved:
+            assert np.allclose(rerun[key].astype(float), float(best[key])), key
+        command = json.loads((tmp_path / f"synthetic-search-{variant}-best" / "experiment.json").read_text())
+        assert f"lr={best['lr']!r}" in command["runs"][0]["command"]
 
 
 def test_resume_of_a_run_killed_before_ray_saved_state_starts_it_again(ray_session, tmp_path, capsys):

@@ -17,6 +17,10 @@ Parts (per dataset; datasets without item features run only what needs none):
                 lightgcn_s), each at its validation-chosen theta2
   resplit-K     the ablation suite on re-split K of the dataset's interactions (--resplits)
   scalability   Figure 10: seconds per epoch against t on every dataset, against users on Sports
+  search        beyond the paper: an optuna search (ASHA) of KDiffE over the paper's seven parameters
+                plus theta2 and lr, and of LightGCN over theta2 and lr with the same budget
+                (--search-trials trials of --epochs epochs, one seed); then each search's best
+                configuration re-run with the ablation seeds (parts <dataset>-search-*-best)
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
-from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS  # noqa: E402
+from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
+from kdiffe.results import BEST_FILE  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
 from tune.store import RECORD_FILE  # noqa: E402
 
-PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability")
+PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search")
+#: What each searched variant may move in the "search" part.
+SEARCH_PARAMS = {"kdiffe": SWEEP_PARAMS + TRAINING_PARAMS, "lightgcn": TRAINING_PARAMS}
+SEARCH_SEED = 0
 #: theta2 chosen on TikTok validation per variant (docs/benchmarks.md, "θ₂ and L2 scope").
 THETA2 = {"kdiffe": 4e-5, "no_s": 4e-5, "unguided": 4e-5, "no_cl": 4e-5, "lightgcn": 2e-5, "lightgcn_s": 1e-5}
 #: Seconds per epoch on the 2-core reference machine (docs/benchmarks.md), for --dry-run.
@@ -51,6 +59,18 @@ class Part:
     argv: list[str]
     trial_epochs: int
     seconds: float  #: estimate on the reference machine, one trial at a time
+    after: str = ""  #: a search part whose best configuration completes argv (``--set`` values), read when run
+
+
+def best_settings(storage: Path, search: str, variant: str) -> list[str]:
+    """``--set key=value`` for each parameter a finished search part moved, from its best.json."""
+    path = storage / search / BEST_FILE
+    try:
+        best = json.loads(path.read_text())["best"]
+        return [x for key in SEARCH_PARAMS[variant] for x in ("--set", f"{key}={best[key]!r}")]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: no best configuration to re-run ({exc.__class__.__name__}: {exc}); "
+                        f"run the part {search} first") from None
 
 
 def has_features(dataset: str, data_dir: str) -> bool:
@@ -91,6 +111,20 @@ def plan(args: argparse.Namespace) -> list[Part]:
                                   ["--dataset", dataset, "--variants", ",".join(variants), "--seeds",
                                    ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={theta2}", *extra,
                                    *common], n * args.epochs, cost))
+        if "search" in args.parts:
+            seeds_best = ",".join(map(str, args.ablation_seeds))
+            for variant in [v for v in SEARCH_PARAMS if rich or v == "lightgcn"]:
+                name = f"{dataset}-search-{variant}"
+                n = args.search_trials * args.epochs  # the budget; ASHA spends less
+                cost = n * SECONDS_PER_EPOCH[variant] * scale
+                parts.append(Part(name, "search", ["--dataset", dataset, "--mode", "optuna", "--params", ",".join(SEARCH_PARAMS[variant]),
+                                                   "--num-samples", str(args.search_trials), "--seeds", str(SEARCH_SEED),
+                                                   *(["--variant", variant] if variant != "kdiffe" else []), *common],
+                                  n, cost))
+                n = len(args.ablation_seeds) * args.epochs
+                parts.append(Part(f"{name}-best", "ablation", ["--dataset", dataset, "--variants", variant, "--seeds",
+                                                              seeds_best, *common],
+                                  n, n * SECONDS_PER_EPOCH[variant] * scale, after=name))
     if "scalability" in args.parts:
         steps = len(PAPER_GRIDS["t"])
         n = steps * len(args.datasets) + (5 if "sports" in args.datasets else 0)
@@ -117,7 +151,10 @@ def run_part(storage: Path, part: Part, resources: list[str]) -> int:
     module = {"search": "tune.search", "ablation": "ablations.run", "scalability": "tune.scalability"}[part.script]
     script = import_module(module).SCRIPT
     where = ["--storage", str(storage), "--name", part.name]
-    argv = [*where, "--resume", *resources] if state(storage, part) == "resume" else [*part.argv, *where, *resources]
+    if state(storage, part) == "resume":
+        return main(script, [*where, "--resume", *resources])
+    settings = best_settings(storage, part.after, part.after.rsplit("-", 1)[1]) if part.after else []
+    argv = [*part.argv, *settings, *where, *resources]
     return main(script, argv)
 
 
@@ -131,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resplits", type=seeds_arg, default=[1, 2], help="re-splits of the ablation suite (default 1,2)")
     parser.add_argument("--resplit-datasets", nargs="+", default=["tiktok"], help="datasets re-split (default tiktok)")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--search-trials", type=int, default=24,
+                        help="trials of each optuna search in the search part (default 24)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Config value for every trial")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--storage", default="docs/results", help="folder of every part and of figures/ (default docs/results)")
@@ -162,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         total_seconds += part.seconds * (status != "done")
         print(f"{part.name:<34} {status:<6} {part.trial_epochs:>6} trial-epochs  ~{part.seconds / 3600:5.1f} h  "
               f"python {'ablations/run.py' if part.script == 'ablation' else f'tune/{part.script}.py'} "
-              f"{' '.join(part.argv)}")
+              f"{' '.join(part.argv)}" + (f" + the best settings of {part.after}" if part.after else ""))
     if parts:
         print(f"to run: {total_epochs} trial-epochs, about {total_seconds / 3600:.1f} h one trial at a time on the "
               f"2-core reference machine (about {total_seconds / 3600 / 1.24:.1f} h two at a time)")
@@ -174,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         if state(storage, part) == "done":
             continue
         print(f"== {part.name}", flush=True)
-        code = run_part(storage, part, resources)
+        try:
+            code = run_part(storage, part, resources)
+        except UserError as exc:
+            code = report(exc)
         if code != 0:
             print(f"{part.name} ended with exit code {code}; run the same command again to resume it", flush=True)
             return code

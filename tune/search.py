@@ -42,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=None, help="tiktok, baby, sports, another folder, or synthetic")
     parser.add_argument("--mode", choices=["grid", "optuna", "random"], default="optuna")
     parser.add_argument("--params", default=None,
-                        help="parameters that move, comma-separated, from M,R,xi,t,tau,theta1,q,variant "
-                             "(default: the seven of the paper)")
+                        help="parameters that move, comma-separated, from M,R,xi,t,tau,theta1,q,variant,"
+                             "theta2,lr (default: the seven of the paper; theta2 and lr, which the paper "
+                             "fixes, only when named)")
     parser.add_argument("--num-samples", type=non_negative(int), default=DEFAULT_SAMPLES,
                         help=f"trials for optuna/random (default {DEFAULT_SAMPLES})")
     parser.add_argument("--scheduler", choices=["asha", "fifo"], default=None,

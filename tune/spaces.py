@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from kdiffe.config import FIELDS, VARIANTS, ConfigError
-from kdiffe.paper import JOINT_RANGES, PAPER_GRIDS, SWEEP_PARAMS, range_ends  # noqa: F401  (PAPER_GRIDS re-exported)
+from kdiffe.paper import (JOINT_RANGES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_GRIDS, TRAINING_PARAMS,  # noqa: F401
+                          range_ends)
 
-#: Parameters a search may move: the paper's seven and the ablation switch.
-SEARCHABLE = SWEEP_PARAMS + ("variant",)
+#: Parameters a search may move: the paper's seven, the ablation switch, and (only when named)
+#: the training parameters theta2 and lr.
+SEARCHABLE = SWEEP_PARAMS + ("variant",) + TRAINING_PARAMS
+GRIDS = {**PAPER_GRIDS, **TRAINING_GRIDS}
 
 
 def parse_params(text: str | None) -> tuple[str, ...]:
@@ -30,7 +33,7 @@ def grid_points(params: Iterable[str], base: dict[str, Any]) -> list[dict[str, A
             points += [{"sweep": "variant", "variant": v} for v in VARIANTS if v != base.get("variant")]
             continue
         default = base.get(name, FIELDS[name].default)
-        points += [{"sweep": name, name: value} for value in PAPER_GRIDS[name] if value != default]
+        points += [{"sweep": name, name: value} for value in GRIDS[name] if value != default]
     return points
 
 
