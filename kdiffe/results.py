@@ -22,6 +22,19 @@ DEFAULT_STORAGE = "results"
 #: Validation metric that picks each trial's best evaluation unless told otherwise.
 SELECTION_METRIC = "val_recall@20"
 
+#: An experiment that re-runs a search's best configuration with several seeds is named
+#: ``<search experiment>`` + RERUN_SUFFIX; tables report it apart from the paper's ablation suite.
+RERUN_SUFFIX = "-best"
+
+
+def rerun_name(search: str) -> str:
+    return search + RERUN_SUFFIX
+
+
+def is_rerun(experiment: str) -> bool:
+    return str(experiment).endswith(RERUN_SUFFIX)
+
+
 #: Experiment kinds (column ``kind``).
 KINDS = ("search", "grid", "ablation", "scalability")
 
@@ -30,8 +43,10 @@ KINDS = ("search", "grid", "ablation", "scalability")
 #: to every parameter's curve), "t" or "users" in scalability runs, "" otherwise.
 ID_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "seed", "sweep", "status", "error")
 
-#: Per-evaluation measurements.
-TIME_COLUMNS = ("epoch", "seconds_per_epoch", "epoch_seconds", "s_seconds", "wall_time", "n_users", "n_items")
+#: Per-evaluation measurements. ``kg_entities``: entities of the KG the trial used, 0 when it had
+#: none (a dataset without item features: the knowledge, diffusion and CL parts did not run).
+TIME_COLUMNS = ("epoch", "seconds_per_epoch", "epoch_seconds", "s_seconds", "wall_time", "n_users", "n_items",
+                "kg_entities")
 
 
 def metric_columns(ks: Iterable[int] = (10, 20, 50)) -> tuple[str, ...]:

@@ -183,6 +183,11 @@ class Trainer:
         self.epoch = 0
         self.history = History()
 
+    @property
+    def kg_entities(self) -> int:
+        """Entities of the KG this run uses; 0 when it has none (knowledge, diffusion and CL off)."""
+        return self.kg.n_entities if self.kg is not None else 0
+
     # views --------------------------------------------------------------
     @property
     def triples(self) -> torch.Tensor | None:
@@ -270,7 +275,8 @@ class Trainer:
                 continue
             metrics = self.evaluate()
             row = {"epoch": self.epoch, **metrics, **stats,
-                   "seconds_per_epoch": float(np.mean(hist.epoch_seconds)), "s_seconds": self.s_seconds}
+                   "seconds_per_epoch": float(np.mean(hist.epoch_seconds)), "s_seconds": self.s_seconds,
+                   "kg_entities": self.kg_entities}
             hist.evaluations.append(row)
             improved = hist.best is None or row[self.selection_key] > hist.best[self.selection_key]
             if improved:
@@ -303,6 +309,7 @@ class Trainer:
             "epochs_run": self.epoch,
             "seconds_per_epoch": float(np.median(hist.epoch_seconds)) if hist.epoch_seconds else None,
             "s_seconds": self.s_seconds,
+            "kg_entities": self.kg_entities,
             "peak_memory_mb": peak_memory_mb(self.device),
             "device": str(self.device),
             "config": self.config.to_dict(),

@@ -64,7 +64,7 @@ from kdiffe import paper  # noqa: E402
 from kdiffe.config import FIELDS  # noqa: E402
 from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import (CONFIG_COLUMNS, DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, SELECTION_METRIC,  # noqa: E402
-                            SchemaError, best_rows, metric_columns, read_results)
+                            SchemaError, best_rows, is_rerun, metric_columns, read_results)
 from kdiffe.errors import UserError, report  # noqa: E402
 from plots import style  # noqa: E402
 
@@ -73,8 +73,8 @@ SELECTION = SELECTION_METRIC
 METRICS = ("test_recall@20", "test_ndcg@20")
 SECONDS = "seconds_per_epoch"
 TEXT_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "sweep", "status")
-OPTIONAL_COLUMNS = ("n_users", "max_users")  #: Figure 10b only; absent columns read as unknown
-NUMERIC_COLUMNS = ("epoch", SECONDS, "n_users", "max_users") + metric_columns()
+OPTIONAL_COLUMNS = ("n_users", "max_users", "kg_entities")  #: absent columns (older files) read as unknown
+NUMERIC_COLUMNS = ("epoch", SECONDS, "n_users", "max_users", "kg_entities") + metric_columns()
 FORMATS = ("png", "pdf", "svg")
 
 
@@ -723,27 +723,39 @@ def table_ii_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def render_tables(frame: pd.DataFrame, out: Path) -> Rendered:
-    """Tables II and III (markdown and CSV) through plots/tables.py."""
+    """Tables II and III (markdown and CSV) through plots/tables.py; Table III under both selection
+    protocols (table_protocols); the re-runs of searches' best configurations (table_search)."""
     from plots import tables
 
     done = Rendered()
+    reruns = frame["experiment"].map(is_rerun)
+    suite = frame[~reruns]
+    ablation = suite[suite["kind"] == "ablation"]
     for name, build, write, rows, hint in (
-            ("II", tables.table_ii, tables.write_table, table_ii_rows(frame), "no ablation rows or default grid "
+            ("II", tables.table_ii, tables.write_table, table_ii_rows(suite), "no ablation rows or default grid "
              "trials; run `python ablations/run.py --dataset tiktok baby sports`"),
-            ("III", tables.table_iii, tables.write_table_iii, frame[frame["kind"] == "ablation"], "no ablation rows; "
+            ("III", tables.table_iii, tables.write_table_iii, ablation, "no ablation rows; "
              "run `python ablations/run.py --dataset tiktok --seeds 0-4`")):
         table = build(rows) if len(rows) else pd.DataFrame()
         if not len(table):
             done.notes.append(f"table {name} skipped: {hint}")
             continue
         done.written += write(table, out, f"table_{name.lower()}")
+    for stem, rows, heading in (("table_protocols", ablation, "Table III, both protocols"),
+                                ("table_search", frame[reruns & (frame["kind"] == "ablation")],
+                                 "Best configurations of the searches, re-run")):
+        table = tables.protocol_table(rows) if len(rows) else pd.DataFrame()
+        if len(table):
+            done.written += tables.write_blocks(table, out, stem, heading)
     return done
 
 
 def render_all(frame: pd.DataFrame, out: Path, formats: Sequence[str] = ("png", "pdf")) -> Rendered:
+    from plots.claims import write_claims
+
     out.mkdir(parents=True, exist_ok=True)
     figures, tables = render_figures(frame, out, formats), render_tables(frame, out)
-    return Rendered(figures.written + tables.written, figures.notes + tables.notes)
+    return Rendered(figures.written + tables.written + write_claims(frame, out), figures.notes + tables.notes)
 
 
 # ------------------------------------------------------------------------------------------ CLI

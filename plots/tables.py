@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kdiffe.config import VARIANTS as VARIANT_FLAGS
 from kdiffe.paper import PAPER_TABLE_II, PAPER_TABLE_III, VARIANT_ORDER  # noqa: F401  (paper numbers, re-exported)
-from kdiffe.results import CONFIG_COLUMNS, best_rows  # the one definition (kdiffe.results), also importable from here
+from kdiffe.results import CONFIG_COLUMNS, SELECTION_METRIC, best_rows  # the one definition (kdiffe.results)
 
 METRICS = ("test_recall@20", "test_ndcg@20")
 
@@ -44,6 +45,16 @@ def settings(group: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             for key, part in sorted(parts, key=lambda kv: -len(kv[1]))]
 
 
+def variant_label(variant: str, setting: str, group: pd.DataFrame) -> str:
+    """'kdiffe', 'kdiffe (theta2=4e-05)', and ' [no KG]' when a variant that uses the KG ran without
+    one (a dataset without item features: knowledge, diffusion and CL were off)."""
+    label = variant + (f" ({setting})" if setting else "")
+    entities = group["kg_entities"].dropna() if "kg_entities" in group.columns else pd.Series(dtype=float)
+    if variant in VARIANT_FLAGS and VARIANT_FLAGS[variant]["use_kg"] and len(entities) and (entities == 0).all():
+        label += " [no KG]"
+    return label
+
+
 def _order(variants: pd.Series) -> pd.Series:
     rank = {v: i for i, v in enumerate(VARIANT_ORDER)}
     return variants.map(lambda v: rank.get(v, len(rank)))
@@ -62,7 +73,7 @@ def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame
     for (data, variant), cell in best.groupby(["data", "variant"], sort=True):
         paper = PAPER_TABLE_II.get(str(data)) if variant == "kdiffe" else None
         for setting, group in settings(cell):
-            rows.append({"dataset": data, "variant": variant + (f" ({setting})" if setting else ""),
+            rows.append({"dataset": data, "variant": variant_label(variant, setting, group),
                          "runs": len(group), "recall@20": group["test_recall@20"].mean(),
                          "ndcg@20": group["test_ndcg@20"].mean(),
                          "paper recall@20": paper[0] if paper else np.nan,
@@ -91,7 +102,7 @@ def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str
         ref = ref_parts[0][1].set_index("seed") if len(ref_parts[0][1]) else pd.DataFrame()
         for variant, cell in sorted(per_dataset.groupby("variant"), key=lambda kv: _order(pd.Series([kv[0]]))[0]):
             for setting, group in settings(cell):
-                row = {"dataset": dataset, "variant": variant + (f" ({setting})" if setting else ""),
+                row = {"dataset": dataset, "variant": variant_label(variant, setting, group),
                        "seeds": len(group)}
                 for name in METRICS:
                     values = group[name].to_numpy(dtype=float)
@@ -151,13 +162,45 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str) -> tuple[Pa
     return md, csv
 
 
+#: The authors' protocol: each trial's best *test* epoch (what their code reports), for comparison only.
+TEST_SELECTION = "test_recall@20"
+
+
+def protocol_table(frame: pd.DataFrame, reference: str = "kdiffe") -> pd.DataFrame:
+    """Table III under both protocols, readable: mean ± std over seeds of test Recall@20 / NDCG@20 at
+    each trial's best validation evaluation with the paired p against ``reference`` (as
+    :func:`table_iii`), then the same means at each trial's best test Recall@20 evaluation (the
+    authors' protocol: selection on test, an optimistic number), then the paper's."""
+    val = table_iii(frame, SELECTION_METRIC, reference)
+    if val.empty:
+        return pd.DataFrame()
+    test = table_iii(frame, TEST_SELECTION, reference)
+    assert list(zip(val["dataset"], val["variant"])) == list(zip(test["dataset"], test["variant"]))
+    out = format_table_iii(val).drop(columns="paper")
+    for name, label in zip(METRICS, ("Recall@20", "NDCG@20")):
+        out[f"{label} (best test epoch)"] = [f"{m:.4f}" if math.isnan(s) else f"{m:.4f} ± {s:.4f}"
+                                             for m, s in zip(test[f"{name} mean"], test[f"{name} std"])]
+    out["paper"] = format_table_iii(val)["paper"]
+    return out
+
+
+def blocks_markdown(table: pd.DataFrame, heading: str) -> str:
+    """A readable table with a ``dataset`` column as markdown: one '### <heading>: <dataset>' block each."""
+    return "\n".join(f"### {heading}: {dataset}\n\n" + to_markdown(block.drop(columns="dataset"))
+                     for dataset, block in table.groupby("dataset", sort=False))
+
+
 def table_iii_markdown(table: pd.DataFrame) -> str:
     """Table III as markdown: one block (heading + table) per dataset, 'mean ± std' cells."""
-    readable = format_table_iii(table)
-    blocks = []
-    for dataset, block in readable.groupby("dataset", sort=False):
-        blocks.append(f"### Table III: {dataset}\n\n" + to_markdown(block.drop(columns="dataset")))
-    return "\n".join(blocks)
+    return blocks_markdown(format_table_iii(table), "Table III")
+
+
+def write_blocks(table: pd.DataFrame, out_dir: str | Path, stem: str, heading: str) -> tuple[Path, Path]:
+    """A readable table with a ``dataset`` column as ``stem.md``, one block per dataset under
+    '### <heading>: <dataset>', and as ``stem.csv``."""
+    md, csv = write_table(table, out_dir, stem)
+    md.write_text(blocks_markdown(table, heading))
+    return md, csv
 
 
 def write_table_iii(table: pd.DataFrame, out_dir: str | Path, stem: str = "table_iii") -> tuple[Path, Path]:

@@ -330,6 +330,20 @@ def test_reproduce_plans_runs_resumes_and_renders(ray_session, tmp_path, capsys)
     assert main(["--parts", "everything", "--storage", str(tmp_path)]) == 2
 
 
+def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path, capsys):
+    from tune.reproduce import main
+
+    assert main(["--datasets", "tiktok", "baby", "sports", "--parts", "ablation,search,grid", "--data-dir",
+                 str(datasets_dir), "--storage", str(tmp_path), "--dry-run"]) == 0
+    plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
+    assert "tiktok-grid" in plan and "baby-grid" not in plan  # Baby and Sports have no item features
+    assert "--variants kdiffe,no_s,unguided,no_cl" in plan["tiktok-ablation-theta2-4e-05"]
+    assert "--set kg=file" in plan["baby-ablation-kg-file"]  # KDiffE on Baby's own (degenerate) kg.txt
+    assert "sports-ablation-kg-file" not in plan and "--variants lightgcn_s" in plan["sports-ablation-theta2-1e-05"]
+    assert "--params theta2,lr" in plan["sports-search-lightgcn"] and "sports-search-kdiffe" not in plan
+    assert "--params M,R,xi,t,tau,theta1,q,theta2,lr" in plan["tiktok-search-kdiffe"]
+
+
 def test_reproduce_search_reruns_each_searched_best_with_the_ablation_seeds(ray_session, tmp_path, capsys):
     from tune.reproduce import main
 

@@ -14,12 +14,13 @@ Parts (per dataset; datasets without item features run only what needs none):
   grid          one-factor grids of Figures 6-9 (M, R, xi, t, tau, theta1, q), KDiffE
   grid-unguided Figure 5's q grid for the unguided variant
   ablation      Table III (kdiffe, no_s, unguided, no_cl) and Table II's baselines (lightgcn,
-                lightgcn_s), each at its validation-chosen theta2
+                lightgcn_s), each at its validation-chosen theta2; a dataset without item features
+                runs the baselines, and KDiffE on its kg.txt (kg=file) when it has one
   resplit-K     the ablation suite on re-split K of the dataset's interactions (--resplits)
   scalability   Figure 10: seconds per epoch against t on every dataset, against users on Sports
   search        beyond the paper: an optuna search (ASHA) of KDiffE over the paper's seven parameters
                 plus theta2 and lr, and of LightGCN over theta2 and lr with the same budget
-                (--search-trials trials of --epochs epochs, one seed); then each search's best
+                (--search-trials trials of --ablation-epochs epochs, one seed); then each search's best
                 configuration re-run with the ablation seeds (parts <dataset>-search-*-best)
 """
 
@@ -37,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
 from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
-from kdiffe.results import BEST_FILE  # noqa: E402
+from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
 from tune.store import RECORD_FILE  # noqa: E402
 
@@ -77,9 +78,15 @@ def has_features(dataset: str, data_dir: str) -> bool:
     return dataset == "synthetic" or bool(load_dataset(dataset, data_dir).features)
 
 
+def has_kg_file(dataset: str, data_dir: str) -> bool:
+    return dataset != "synthetic" and load_dataset(dataset, data_dir).kg_file is not None
+
+
 def plan(args: argparse.Namespace) -> list[Part]:
     parts: list[Part] = []
-    common = ["--data-dir", args.data_dir, "--epochs", str(args.epochs), *[x for s in args.set for x in ("--set", s)]]
+    sets = [x for s in args.set for x in ("--set", s)]
+    common = ["--data-dir", args.data_dir, "--epochs", str(args.epochs), *sets]
+    long = ["--data-dir", args.data_dir, "--epochs", str(args.ablation_epochs), *sets]  # ablations and re-runs
     seeds = ",".join(map(str, args.seeds))
     for dataset in args.datasets:
         rich = has_features(dataset, args.data_dir)
@@ -105,25 +112,32 @@ def plan(args: argparse.Namespace) -> list[Part]:
         for label, resplit in splits:
             for theta2, variants in groups.items():
                 n = len(variants) * len(args.ablation_seeds)
-                cost = sum(SECONDS_PER_EPOCH[v] for v in variants) * len(args.ablation_seeds) * args.epochs * scale
+                cost = sum(SECONDS_PER_EPOCH[v] for v in variants) * len(args.ablation_seeds) * args.ablation_epochs * scale
                 extra = ["--set", f"resplit={resplit}"] if resplit else []
                 parts.append(Part(f"{dataset}-{label}-theta2-{theta2:g}", "ablation",
                                   ["--dataset", dataset, "--variants", ",".join(variants), "--seeds",
                                    ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={theta2}", *extra,
-                                   *common], n * args.epochs, cost))
+                                   *long], n * args.ablation_epochs, cost))
+            if not rich and has_kg_file(dataset, args.data_dir):  # the one KDiffE that can run: on kg.txt
+                n = len(args.ablation_seeds)
+                parts.append(Part(f"{dataset}-{label}-kg-file", "ablation",
+                                  ["--dataset", dataset, "--variants", "kdiffe", "--seeds",
+                                   ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={THETA2['kdiffe']}",
+                                   "--set", "kg=file", *extra, *long],
+                                  n * args.ablation_epochs, n * args.ablation_epochs * SECONDS_PER_EPOCH["kdiffe"] * scale))
         if "search" in args.parts:
             seeds_best = ",".join(map(str, args.ablation_seeds))
             for variant in [v for v in SEARCH_PARAMS if rich or v == "lightgcn"]:
                 name = f"{dataset}-search-{variant}"
-                n = args.search_trials * args.epochs  # the budget; ASHA spends less
+                n = args.search_trials * args.ablation_epochs  # the budget; ASHA spends less
                 cost = n * SECONDS_PER_EPOCH[variant] * scale
                 parts.append(Part(name, "search", ["--dataset", dataset, "--mode", "optuna", "--params", ",".join(SEARCH_PARAMS[variant]),
                                                    "--num-samples", str(args.search_trials), "--seeds", str(SEARCH_SEED),
-                                                   *(["--variant", variant] if variant != "kdiffe" else []), *common],
+                                                   *(["--variant", variant] if variant != "kdiffe" else []), *long],
                                   n, cost))
-                n = len(args.ablation_seeds) * args.epochs
-                parts.append(Part(f"{name}-best", "ablation", ["--dataset", dataset, "--variants", variant, "--seeds",
-                                                              seeds_best, *common],
+                n = len(args.ablation_seeds) * args.ablation_epochs
+                parts.append(Part(rerun_name(name), "ablation", ["--dataset", dataset, "--variants", variant, "--seeds",
+                                                              seeds_best, *long],
                                   n, n * SECONDS_PER_EPOCH[variant] * scale, after=name))
     if "scalability" in args.parts:
         steps = len(PAPER_GRIDS["t"])
@@ -167,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeds of the ablation suites (default 0-4)")
     parser.add_argument("--resplits", type=seeds_arg, default=[1, 2], help="re-splits of the ablation suite (default 1,2)")
     parser.add_argument("--resplit-datasets", nargs="+", default=["tiktok"], help="datasets re-split (default tiktok)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=30, help="epochs of grid trials (default 30)")
+    parser.add_argument("--ablation-epochs", type=int, default=60,
+                        help="most epochs of ablation, re-split, search and re-run trials (default 60; they stop "
+                             "earlier after `patience` evaluations without a better validation score)")
     parser.add_argument("--search-trials", type=int, default=24,
                         help="trials of each optuna search in the search part (default 24)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Config value for every trial")

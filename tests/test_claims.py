@@ -1,0 +1,133 @@
+"""plots/claims.py and the protocol / re-run tables: verdicts on hand-made results with known answers."""
+
+import pandas as pd
+
+from kdiffe.config import Config
+from kdiffe.results import COLUMNS, rerun_name, result_row
+from plots import claims, figures, tables
+
+
+def trial(experiment, variant, seed, recall, *, kind="ablation", sweep="", epochs=((1, 0.2, 0.0),), **config):
+    """One trial's evaluations: (epoch, val Recall@20, offset added to ``recall`` for test Recall@20)."""
+    values = Config(dataset=config.pop("dataset", "tiktok"), variant=variant, seed=seed, **config).to_dict()
+    trial_id = f"{experiment}/{variant}-{seed}-{sweep}-{config}"
+    return [result_row(experiment, trial_id, values,
+                       {"epoch": e, "val_recall@20": v, "val_ndcg@20": v / 2, "test_recall@20": recall + off,
+                        "test_ndcg@20": (recall + off) / 2, "seconds_per_epoch": 1.0, "kg_entities": 10},
+                       kind=kind, sweep=sweep) for e, v, off in epochs]
+
+
+def frame_of(rows):
+    return pd.DataFrame([r for trial_rows in rows for r in trial_rows], columns=list(COLUMNS))
+
+
+def verdicts(table):
+    return dict(zip(table["claim"], table["verdict"]))
+
+
+def test_reported_numbers_and_ablation_ordering():
+    rows = [trial("abl", "kdiffe", s, r) for s, r in enumerate([0.110, 0.112, 0.114])]
+    rows += [trial("abl", "no_s", s, r - 0.02) for s, r in enumerate([0.110, 0.112, 0.114])]  # constant gap: p = 0
+    rows += [trial("abl", "no_cl", s, r) for s, r in enumerate([0.110, 0.112, 0.114])]  # identical: p = 1
+    rows += [trial("abl", "unguided", s, r) for s, r in enumerate([0.115, 0.117, 0.118])]  # above, not constant
+    best = figures.best_evaluations(frame_of(rows))
+    numbers = {r["claim"]: r for r in claims.number_claims(best)}
+    full = numbers["Table II: KDiffE on TikTok, Recall@20"]
+    assert full["verdict"] == claims.HOLDS and full["ours"] == "0.1120 ± 0.0020 (3 seeds)"
+    no_s = numbers["Table III: KDiffE w/o S on TikTok, Recall@20"]  # 0.092 vs 0.107: 7.5 std below
+    assert no_s["verdict"] == claims.FAILS and no_s["why"] == "ours lower by 0.0150 (7.5 std)"
+    assert numbers["Table III: KDiffE w/o guidance on TikTok, Recall@20"]["why"] == "ours higher"
+    assert numbers["Table II: KDiffE on Baby, NDCG@20"]["verdict"] == claims.UNTESTABLE
+    order = {r["claim"]: r for r in claims.ordering_claims(best)}
+    assert order["KDiffE > KDiffE w/o S on tiktok (Recall@20)"]["verdict"] == claims.HOLDS
+    cl = order["KDiffE > KDiffE w/o CL on tiktok (Recall@20)"]
+    assert cl["verdict"] == claims.FAILS and cl["why"] == "no significant difference"
+    reversed_ = order["KDiffE > KDiffE w/o guidance on tiktok (Recall@20)"]  # diffs -0.005, -0.005, -0.004
+    assert reversed_["verdict"] == claims.FAILS and reversed_["why"].startswith("reversed")
+
+
+def grid(param, values, seeds, curve, default_key):
+    """A one-factor grid: the default trial plus one trial per (value, seed); test Recall@20 = curve(value, seed)."""
+    rows = []
+    for seed in seeds:
+        rows.append(trial(f"grid-{param}", "kdiffe", seed, curve(default_key, seed), kind="grid", sweep="default"))
+        rows += [trial(f"grid-{param}", "kdiffe", seed, curve(v, seed), kind="grid", sweep=param, **{param: v})
+                 for v in values]
+    return rows
+
+
+def test_optima_hold_fail_or_show_no_effect():
+    peaked = grid("M", [30, 80, 150], [0, 1, 2], lambda v, s: 0.10 - abs(v - 50) / 1000 + s / 10000, 50)
+    flat = grid("R", [6, 20], [0, 1, 2], lambda v, s: 0.10 + s / 100 + v / 1e5, 12)  # seeds spread 0.01, values 1e-4
+    elsewhere = grid("q", [3, 6], [0, 1], lambda v, s: 0.10 + v / 100 + s / 1e4, 1)
+    table = claims.optimum_claims(figures.best_evaluations(frame_of(peaked + flat + elsewhere)))
+    got = {r["claim"].split(":")[1].split(" best")[0].strip(): r for r in table}
+    assert got["M"]["verdict"] == claims.HOLDS and got["M"]["ours"].startswith("best at 50 ")
+    assert got["R"]["verdict"] == claims.FAILS and got["R"]["why"].startswith("no measurable effect")
+    assert got["q"]["verdict"] == claims.FAILS and got["q"]["why"].startswith("best at 6")
+    assert got["xi"]["verdict"] == claims.UNTESTABLE
+
+
+def test_guided_against_unguided_over_q():
+    guided = grid("q", [2, 3], [0, 1, 2], lambda v, s: 0.11 + s / 1000 + v / 1e4, 1)
+    unguided = [[dict(r, variant="unguided", trial_id=r["trial_id"] + "u",
+                      **{"test_recall@20": r["test_recall@20"] - 0.01 + r["seed"] / 1e4})
+                 for r in rows] for rows in guided]
+    best = figures.best_evaluations(frame_of(guided + unguided))
+    (row,) = claims.guidance_claims(best)
+    assert row["verdict"] == claims.HOLDS and "above at 3 of 3 q values" in row["ours"]
+    unguided_better = [[dict(r, **{"test_recall@20": r["test_recall@20"] + 0.02}) for r in rows] for rows in unguided]
+    (row,) = claims.guidance_claims(figures.best_evaluations(frame_of(guided + unguided_better)))
+    assert row["verdict"] == claims.FAILS and row["why"].startswith("reversed")
+
+
+def test_scalability_line_and_datasets_without_a_kg():
+    def timing(dataset, t, seconds, entities):
+        values = Config(dataset=dataset, t=t).to_dict()
+        return [result_row("scal", f"{dataset}-{t}", values, {"epoch": 3, "seconds_per_epoch": seconds,
+                                                               "kg_entities": entities, "val_recall@20": 0.1},
+                           kind="scalability", sweep="t")]
+
+    rows = [timing("tiktok", t, 1.0 + 0.02 * t, 200) for t in (2, 10, 50, 80)]
+    rows += [timing("baby", t, 2.0 + 0.01 * t, 0) for t in (2, 10, 50, 80)]  # no KG: t reaches nothing
+    got = {r["claim"]: r for r in claims.scalability_claims(frame_of(rows))}
+    tiktok = got["Figure 10: seconds per epoch grow about linearly with diffusion steps t on TikTok"]
+    assert tiktok["verdict"] == claims.HOLDS and "R² = 1.00" in tiktok["ours"]
+    baby = got["Figure 10: seconds per epoch grow about linearly with diffusion steps t on Baby"]
+    assert baby["verdict"] == claims.UNTESTABLE and "no item features" in baby["why"]
+
+
+def test_protocol_table_shows_both_selections_and_reruns_stay_apart(tmp_path):
+    # epoch 1: the best test (recall + 0.5), epoch 2: the best validation (recall)
+    epochs = ((1, 0.1, 0.5), (2, 0.2, 0.0))
+    rows = [trial("abl", "kdiffe", s, 0.10 + s / 100, epochs=epochs) for s in range(3)]
+    rows += [trial("abl", "lightgcn", s, 0.08, epochs=epochs, dataset="baby") for s in range(2)]
+    rows += [trial(rerun_name("tiktok-search-kdiffe"), "kdiffe", s, 0.13, epochs=epochs, M=77) for s in range(2)]
+    frame = frame_of(rows)
+    table = tables.protocol_table(frame[frame["experiment"] == "abl"]).set_index(["dataset", "variant"])
+    kdiffe = table.loc[("tiktok", "kdiffe")]
+    assert kdiffe["Recall@20"] == "0.1100 ± 0.0100" and kdiffe["Recall@20 (best test epoch)"] == "0.6100 ± 0.0100"
+    assert kdiffe["NDCG@20 (best test epoch)"] == "0.3050 ± 0.0050" and kdiffe["paper"] == "0.112 / 0.046"
+    frame["trial_id"] = frame["trial_id"].astype(str)
+    done = figures.render_tables(frame, tmp_path)
+    assert {p.name for p in done.written} >= {"table_iii.md", "table_protocols.md", "table_search.md"}
+    assert "M=77" not in (tmp_path / "table_iii.md").read_text()  # the re-run is not part of the suite
+    search = (tmp_path / "table_search.md").read_text()
+    assert search.startswith("### Best configurations of the searches, re-run: tiktok") and "0.1300" in search
+
+
+def test_a_kg_variant_run_without_a_kg_is_labelled():
+    rows = [trial("abl", "kdiffe", s, 0.05, dataset="baby") for s in range(2)]
+    frame = frame_of(rows)
+    frame["kg_entities"] = 0
+    assert list(tables.table_ii(frame)["variant"]) == ["kdiffe [no KG]"]
+    frame["kg_entities"] = 12
+    assert list(tables.table_ii(frame)["variant"]) == ["kdiffe"]
+    lightgcn = frame.assign(variant="lightgcn", kg_entities=0)
+    assert list(tables.table_ii(lightgcn)["variant"]) == ["lightgcn"]
+
+
+def test_claims_markdown_counts_verdicts():
+    table = pd.DataFrame([claims._row("a", "1", "1", claims.HOLDS), claims._row("b", "1", "", claims.UNTESTABLE)],
+                         columns=list(claims.COLUMNS))
+    assert claims.claims_markdown(table).startswith("2 claims: 1 holds, 0 does not hold, 1 cannot be tested here.")
