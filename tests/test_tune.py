@@ -338,6 +338,8 @@ def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path,
     plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
     assert "tiktok-grid" in plan and "baby-grid" not in plan  # Baby and Sports have no item features
     assert "--variants kdiffe,no_s,unguided,no_cl" in plan["tiktok-ablation-theta2-4e-05"]
+    assert "--epochs 60" in plan["tiktok-ablation-theta2-4e-05"] and "--epochs 30" in plan["tiktok-grid"]
+    assert "--epochs 150 --set patience=20" in plan["tiktok-ablation-theta2-2e-05"]  # LightGCN peaks later
     assert "--set kg=file" in plan["baby-ablation-kg-file"]  # KDiffE on Baby's own (degenerate) kg.txt
     assert "sports-ablation-kg-file" not in plan and "--variants lightgcn_s" in plan["sports-ablation-theta2-1e-05"]
     assert "--params theta2,lr" in plan["sports-search-lightgcn"] and "sports-search-kdiffe" not in plan

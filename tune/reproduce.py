@@ -51,6 +51,10 @@ THETA2 = {"kdiffe": 4e-5, "no_s": 4e-5, "unguided": 4e-5, "no_cl": 4e-5, "lightg
 #: Seconds per epoch on the 2-core reference machine (docs/benchmarks.md), for --dry-run.
 SECONDS_PER_EPOCH = {"kdiffe": 2.2, "no_s": 2.1, "unguided": 2.2, "no_cl": 0.5, "lightgcn": 0.4, "lightgcn_s": 0.3}
 SCALE = {"tiktok": 1.0, "baby": 2.0, "sports": 3.7}  #: epoch cost relative to TikTok (interactions)
+#: The LightGCN baselines peak later than KDiffE (best validation epochs 28-109 on TikTok,
+#: docs/benchmarks.md): their ablation and re-run trials get --baseline-epochs and this patience.
+BASELINES = ("lightgcn", "lightgcn_s")
+BASELINE_PATIENCE = 20
 
 
 @dataclass
@@ -86,7 +90,14 @@ def plan(args: argparse.Namespace) -> list[Part]:
     parts: list[Part] = []
     sets = [x for s in args.set for x in ("--set", s)]
     common = ["--data-dir", args.data_dir, "--epochs", str(args.epochs), *sets]
-    long = ["--data-dir", args.data_dir, "--epochs", str(args.ablation_epochs), *sets]  # ablations and re-runs
+    long = ["--data-dir", args.data_dir, "--epochs", str(args.ablation_epochs), *sets]  # ablations and searches
+
+    def training(variants: list[str]) -> tuple[list[str], int]:
+        """Ablation and re-run trials: KDiffE's at most --ablation-epochs, the baselines' longer."""
+        if all(v in BASELINES for v in variants):
+            return ["--data-dir", args.data_dir, "--epochs", str(args.baseline_epochs), "--set",
+                    f"patience={BASELINE_PATIENCE}", *sets], args.baseline_epochs
+        return long, args.ablation_epochs
     seeds = ",".join(map(str, args.seeds))
     for dataset in args.datasets:
         rich = has_features(dataset, args.data_dir)
@@ -111,13 +122,14 @@ def plan(args: argparse.Namespace) -> list[Part]:
             [(f"resplit-{k}", k) for k in args.resplits if "resplit" in args.parts and dataset in args.resplit_datasets]
         for label, resplit in splits:
             for theta2, variants in groups.items():
+                run, epochs = training(variants)
                 n = len(variants) * len(args.ablation_seeds)
-                cost = sum(SECONDS_PER_EPOCH[v] for v in variants) * len(args.ablation_seeds) * args.ablation_epochs * scale
+                cost = sum(SECONDS_PER_EPOCH[v] for v in variants) * len(args.ablation_seeds) * epochs * scale
                 extra = ["--set", f"resplit={resplit}"] if resplit else []
                 parts.append(Part(f"{dataset}-{label}-theta2-{theta2:g}", "ablation",
                                   ["--dataset", dataset, "--variants", ",".join(variants), "--seeds",
                                    ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={theta2}", *extra,
-                                   *long], n * args.ablation_epochs, cost))
+                                   *run], n * epochs, cost))
             if not rich and has_kg_file(dataset, args.data_dir):  # the one KDiffE that can run: on kg.txt
                 n = len(args.ablation_seeds)
                 parts.append(Part(f"{dataset}-{label}-kg-file", "ablation",
@@ -135,9 +147,10 @@ def plan(args: argparse.Namespace) -> list[Part]:
                                                    "--num-samples", str(args.search_trials), "--seeds", str(SEARCH_SEED),
                                                    *(["--variant", variant] if variant != "kdiffe" else []), *long],
                                   n, cost))
-                n = len(args.ablation_seeds) * args.ablation_epochs
+                run, epochs = training([variant])
+                n = len(args.ablation_seeds) * epochs
                 parts.append(Part(rerun_name(name), "ablation", ["--dataset", dataset, "--variants", variant, "--seeds",
-                                                              seeds_best, *long],
+                                                              seeds_best, *run],
                                   n, n * SECONDS_PER_EPOCH[variant] * scale, after=name))
     if "scalability" in args.parts:
         steps = len(PAPER_GRIDS["t"])
@@ -185,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ablation-epochs", type=int, default=60,
                         help="most epochs of ablation, re-split, search and re-run trials (default 60; they stop "
                              "earlier after `patience` evaluations without a better validation score)")
+    parser.add_argument("--baseline-epochs", type=int, default=150,
+                        help=f"most epochs of LightGCN and LightGCN + S ablation and re-run trials (default 150, "
+                             f"patience {BASELINE_PATIENCE})")
     parser.add_argument("--search-trials", type=int, default=24,
                         help="trials of each optuna search in the search part (default 24)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Config value for every trial")
