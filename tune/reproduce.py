@@ -11,7 +11,8 @@ cleanly is skipped; an interrupted or failed one is resumed (``--resume``). At t
 ``plots/figures.py`` draws Figures 5-10 and Tables II-III from every part into ``<storage>/figures``.
 
 Parts (per dataset; datasets without item features run only what needs none):
-  grid          one-factor grids of Figures 6-9 (M, R, xi, t, tau, theta1, q), KDiffE
+  grid          one-factor grids of Figures 6-9 (M, R, xi, t, tau, theta1, q), KDiffE, one experiment
+                per figure (<dataset>-grid-q, -grid-M-R, -grid-xi-t, -grid-tau-theta1; --grid-params)
   grid-unguided Figure 5's q grid for the unguided variant
   ablation      Table III (kdiffe, no_s, unguided, no_cl) and Table II's baselines (lightgcn,
                 lightgcn_s), each at its validation-chosen theta2; a dataset without item features
@@ -37,12 +38,14 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
-from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
+from kdiffe.paper import FIGURES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
 from tune.store import RECORD_FILE  # noqa: E402
 
 PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search")
+#: The grid part, one experiment per figure: q first (with the unguided q grid it makes Figure 5).
+GRID_GROUPS = tuple(FIGURES[n].params for n in (9, 6, 7, 8))
 #: What each searched variant may move in the "search" part.
 SEARCH_PARAMS = {"kdiffe": SWEEP_PARAMS + TRAINING_PARAMS, "lightgcn": TRAINING_PARAMS}
 SEARCH_SEED = 0
@@ -104,12 +107,15 @@ def plan(args: argparse.Namespace) -> list[Part]:
         scale = SCALE.get(dataset, 1.0)
         kd = [v for v in ("kdiffe", "no_s", "unguided", "no_cl") if rich]
         if "grid" in args.parts and rich:
-            points = 1 + sum(len(PAPER_GRIDS[p]) - 1 for p in SWEEP_PARAMS)
-            n = points * len(args.seeds)
-            parts.append(Part(f"{dataset}-grid", "search", ["--dataset", dataset, "--mode", "grid", "--seeds", seeds,
-                                                            "--set", f"theta2={THETA2['kdiffe']}", *common],
-                              n * args.epochs, n * args.epochs * SECONDS_PER_EPOCH["kdiffe"] * scale))
-        if "grid-unguided" in args.parts and rich:
+            for params in GRID_GROUPS:
+                if not set(params) & set(args.grid_params):
+                    continue
+                n = (1 + sum(len(PAPER_GRIDS[p]) - 1 for p in params)) * len(args.seeds)
+                parts.append(Part(f"{dataset}-grid-{'-'.join(params)}", "search",
+                                  ["--dataset", dataset, "--mode", "grid", "--params", ",".join(params), "--seeds",
+                                   seeds, "--set", f"theta2={THETA2['kdiffe']}", *common],
+                                  n * args.epochs, n * args.epochs * SECONDS_PER_EPOCH["kdiffe"] * scale))
+        if "grid-unguided" in args.parts and rich and "q" in args.grid_params:
             n = len(PAPER_GRIDS["q"]) * len(args.seeds)
             parts.append(Part(f"{dataset}-grid-unguided", "search",
                               ["--dataset", dataset, "--mode", "grid", "--params", "q", "--variant", "unguided",
@@ -189,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="tune/reproduce.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["tiktok", "baby", "sports"])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
+    parser.add_argument("--grid-params", default=",".join(SWEEP_PARAMS),
+                        help="parameters whose grids (one experiment per figure) the grid part runs "
+                             "(default all seven; q also gates grid-unguided)")
     parser.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-2"), help="seeds of the grids (default 0-2)")
     parser.add_argument("--ablation-seeds", type=seeds_arg, default=seeds_arg("0-4"),
                         help="seeds of the ablation suites (default 0-4)")
@@ -219,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+        args.grid_params = [p.strip() for p in args.grid_params.split(",") if p.strip()]
+        if not set(args.grid_params) <= set(SWEEP_PARAMS):
+            raise UserError(f"--grid-params {','.join(args.grid_params)}: choose from {', '.join(SWEEP_PARAMS)}")
         unknown = [p for p in args.parts if p not in PARTS]
         if unknown:
             raise UserError(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
