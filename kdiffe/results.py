@@ -119,7 +119,7 @@ def best_rows(frame, metric: str = SELECTION_METRIC):
     ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
     if ok.empty:
         return ok
-    ok = ok.sort_values(["trial_id", "epoch"], kind="stable")
+    ok = ok.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)  # any index, even repeated
     index = ok.groupby("trial_id", sort=False)[metric].idxmax()
     return ok.loc[index.values].reset_index(drop=True)
 

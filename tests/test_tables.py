@@ -47,6 +47,8 @@ def test_best_rows_take_the_best_validation_epoch(frame):
     assert set(best["epoch"]) == {2}  # not the best test epoch (1), the earliest of the tied (2, 3)
     kdiffe = best[best["trial_id"] == "tiktok-kdiffe-1"].iloc[0]
     assert kdiffe["test_recall@20"] == pytest.approx(0.12)
+    stacked = frame.set_index(pd.Index([0] * len(frame)))  # per-file indexes concatenated: all repeated
+    pd.testing.assert_frame_equal(best_rows(stacked), best)
 
 
 def test_best_rows_live_in_the_core(frame):
