@@ -91,13 +91,17 @@ def number_claims(best: pd.DataFrame) -> list[dict[str, str]]:
                     if dataset != "tiktok" else "not run yet"
                 rows.append(_row(label, f"{reported_value:.3f}", "", UNTESTABLE, why))
                 continue
-            values = main_setting(cell)[metric].to_numpy(float)
+            main = main_setting(cell)
+            values = main[metric].to_numpy(float)
             mean, std = _mean_std(values)
             gap = reported_value - mean
             spread = 2 * std if not math.isnan(std) else 0.0
             verdict = HOLDS if gap <= spread else FAILS
             why = "ours higher" if gap <= 0 else (f"ours lower by {gap:.4f}" + (
                 f" ({gap / std:.1f} std)" if std and not math.isnan(std) else ""))
+            kg = set(main["kg"].astype(str)) if "kg" in main.columns else {"features"}
+            if kg != {"features"}:
+                why += f"; our KDiffE here uses kg={'/'.join(sorted(kg))}, not a KG built from item features"
             rows.append(_row(label, f"{reported_value:.3f}", _fmt(mean, std, len(values)), verdict, why))
     return rows
 

@@ -38,6 +38,10 @@ def test_reported_numbers_and_ablation_ordering():
     assert no_s["verdict"] == claims.FAILS and no_s["why"] == "ours lower by 0.0150 (7.5 std)"
     assert numbers["Table III: KDiffE w/o guidance on TikTok, Recall@20"]["why"] == "ours higher"
     assert numbers["Table II: KDiffE on Baby, NDCG@20"]["verdict"] == claims.UNTESTABLE
+    baby = [trial("abl", "kdiffe", s, 0.05, dataset="baby", kg="file") for s in range(2)]
+    on_file = {r["claim"]: r for r in claims.number_claims(figures.best_evaluations(frame_of(rows + baby)))}
+    assert on_file["Table II: KDiffE on Baby, Recall@20"]["verdict"] == claims.FAILS
+    assert on_file["Table II: KDiffE on Baby, Recall@20"]["why"].endswith("uses kg=file, not a KG built from item features")
     order = {r["claim"]: r for r in claims.ordering_claims(best)}
     assert order["KDiffE > KDiffE w/o S on tiktok (Recall@20)"]["verdict"] == claims.HOLDS
     cl = order["KDiffE > KDiffE w/o CL on tiktok (Recall@20)"]
