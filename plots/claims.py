@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from kdiffe import paper
-from kdiffe.results import best_rows, is_rerun
+from kdiffe.results import SELECTION_METRIC, best_rows, is_rerun
 from plots import figures, tables
 
 ALPHA = 0.05
@@ -62,9 +62,13 @@ def _ablation(best: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_setting(cell: pd.DataFrame) -> pd.DataFrame:
-    """The trials of one table cell in its most replicated configuration (seeds pooled only there)."""
+    """The trials of one table cell in one configuration (seeds are pooled only there): the one with
+    the best mean validation score, as a user selecting on validation would take; ties go to the
+    most replicated."""
     parts = tables.settings(cell)
-    return parts[0][1] if parts else cell
+    if not parts:
+        return cell
+    return max(parts, key=lambda part: (round(float(part[1][SELECTION_METRIC].mean()), 12), len(part[1])))[1]
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:

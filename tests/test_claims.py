@@ -54,6 +54,18 @@ def test_reported_numbers_and_ablation_ordering():
     assert reversed_["verdict"] == claims.FAILS and reversed_["why"].startswith("reversed")
 
 
+
+def test_a_cell_run_in_two_configurations_is_judged_on_the_validation_choice():
+    epochs = ((1, 0.2, 0.0),)
+    rows = [trial("abl", "no_cl", s, 0.080, epochs=epochs, theta2=4e-5) for s in range(3)]
+    rows += [trial("abl2", "no_cl", s, 0.090, epochs=((1, 0.25, 0.0),), theta2=1e-5) for s in range(2)]
+    best = figures.best_evaluations(frame_of(rows))
+    cell = best.assign(data="tiktok")
+    assert set(claims.main_setting(cell)["theta2"]) == {1e-5}  # fewer seeds, better validation
+    numbers = {r["claim"]: r for r in claims.number_claims(best)}
+    assert numbers["Table III: KDiffE w/o CL on TikTok, Recall@20"]["ours"] == "0.0900 ± 0.0000 (2 seeds)"
+
+
 def grid(param, values, seeds, curve, default_key):
     """A one-factor grid: the default trial plus one trial per (value, seed); test Recall@20 = curve(value, seed)."""
     rows = []

@@ -339,7 +339,10 @@ def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path,
     grids = [name for name in plan if "-grid-" in name]
     assert grids == ["tiktok-grid-q", "tiktok-grid-M-R", "tiktok-grid-xi-t", "tiktok-grid-tau-theta1"]  # not Baby's
     assert "--params M,R " in plan["tiktok-grid-M-R"] and "--seeds 0,1,2 " in plan["tiktok-grid-q"]
-    assert "--variants kdiffe,no_s,unguided,no_cl" in plan["tiktok-ablation-theta2-4e-05"]
+    assert "--variants kdiffe,no_s,unguided " in plan["tiktok-ablation-theta2-4e-05"]
+    # no_cl at its own theta2, which LightGCN + S shares: a part of its own, named apart
+    assert "--variants no_cl " in plan["tiktok-ablation-theta2-1e-05-no_cl"]
+    assert "--variants lightgcn_s " in plan["tiktok-ablation-theta2-1e-05"]
     assert "--epochs 60" in plan["tiktok-ablation-theta2-4e-05"] and "--epochs 30" in plan["tiktok-grid-q"]
     assert "--epochs 150 --set patience=20" in plan["tiktok-ablation-theta2-2e-05"]  # LightGCN peaks later
     assert "--set kg=file" in plan["baby-ablation-kg-file"]  # KDiffE on Baby's own (degenerate) kg.txt
