@@ -48,7 +48,7 @@ ROW_HEIGHT = 1.85
 DATASET_NAMES = {**PAPER_DATASET_NAMES, "synthetic": "Synthetic"}
 
 #: Parameters drawn on a logarithmic axis.
-LOG_PARAMS = frozenset({"theta1", "t"})
+LOG_PARAMS = frozenset({"theta1", "t", "theta2", "lr"})
 
 #: Panels per row of a figure that wraps (the search scatter).
 MAX_COLUMNS = 4
