@@ -115,6 +115,9 @@ def test_scalability_line_and_datasets_without_a_kg():
     assert tiktok["verdict"] == claims.HOLDS and "R² = 1.00" in tiktok["ours"]
     baby = got["Figure 10: seconds per epoch grow about linearly with diffusion steps t on Baby"]
     assert baby["verdict"] == claims.UNTESTABLE and "no item features" in baby["why"]
+    unrecorded = frame_of(rows).assign(kg_entities=float("nan"))  # files written before the column existed
+    got = {r["claim"]: r for r in claims.scalability_claims(unrecorded)}
+    assert "do not record whether a KG ran" in got[baby["claim"]]["why"]
 
 
 def test_protocol_table_shows_both_selections_and_reruns_stay_apart(tmp_path):
