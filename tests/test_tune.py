@@ -333,7 +333,8 @@ def test_reproduce_plans_runs_resumes_and_renders(ray_session, tmp_path, capsys)
 def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path, capsys):
     from tune.reproduce import main
 
-    assert main(["--datasets", "tiktok", "baby", "sports", "--parts", "ablation,search,grid", "--data-dir",
+    assert main(["--datasets", "tiktok", "baby", "sports", "--parts", "ablation,search,grid", "--search-datasets",
+                 "tiktok", "sports", "--data-dir",
                  str(datasets_dir), "--storage", str(tmp_path), "--dry-run"]) == 0
     plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
     grids = [name for name in plan if "-grid-" in name]
@@ -348,6 +349,7 @@ def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path,
     assert "--set kg=file" in plan["baby-ablation-kg-file"]  # KDiffE on Baby's own (degenerate) kg.txt
     assert "sports-ablation-kg-file" not in plan and "--variants lightgcn_s" in plan["sports-ablation-theta2-1e-05"]
     assert "--params theta2,lr" in plan["sports-search-lightgcn"] and "sports-search-kdiffe" not in plan
+    assert "baby-search-lightgcn" not in plan  # searched: --search-datasets only
     assert "--params M,R,xi,t,tau,theta1,q,theta2,lr" in plan["tiktok-search-kdiffe"]
 
 
@@ -355,7 +357,8 @@ def test_reproduce_search_reruns_each_searched_best_with_the_ablation_seeds(ray_
     from tune.reproduce import main
 
     sets = [x for s in ("syn_users=120", "syn_items=60", "concepts=6", "denoiser_hidden=32") for x in ("--set", s)]
-    argv = ["--datasets", "synthetic", "--parts", "search", "--search-trials", "2", "--ablation-seeds", "3-4",
+    argv = ["--datasets", "synthetic", "--parts", "search", "--search-datasets", "synthetic", "--search-trials", "2",
+            "--ablation-seeds", "3-4",
             "--epochs", "1", "--storage", str(tmp_path), *sets]
     assert main([*argv, "--dry-run"]) == 0
     assert "the best settings of synthetic-search-kdiffe" in capsys.readouterr().out

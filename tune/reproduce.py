@@ -147,7 +147,7 @@ def plan(args: argparse.Namespace) -> list[Part]:
                                    ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={THETA2['kdiffe']}",
                                    "--set", "kg=file", *extra, *long],
                                   n * args.ablation_epochs, n * args.ablation_epochs * SECONDS_PER_EPOCH["kdiffe"] * scale))
-        if "search" in args.parts:
+        if "search" in args.parts and dataset in args.search_datasets:
             seeds_best = ",".join(map(str, args.ablation_seeds))
             for variant in [v for v in SEARCH_PARAMS if rich or v == "lightgcn"]:
                 name = f"{dataset}-search-{variant}"
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ablation-seeds", type=seeds_arg, default=seeds_arg("0-4"),
                         help="seeds of the ablation suites (default 0-4)")
     parser.add_argument("--resplits", type=seeds_arg, default=[1, 2], help="re-splits of the ablation suite (default 1,2)")
+    parser.add_argument("--search-datasets", nargs="+", default=["tiktok"],
+                        help="datasets searched in the search part (default tiktok)")
     parser.add_argument("--resplit-datasets", nargs="+", default=["tiktok"], help="datasets re-split (default tiktok)")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of grid trials (default 30)")
     parser.add_argument("--ablation-epochs", type=int, default=60,
