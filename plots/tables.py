@@ -57,7 +57,7 @@ def variant_label(variant: str, setting: str, group: pd.DataFrame) -> str:
 
 def _order(variants: pd.Series) -> pd.Series:
     rank = {v: i for i, v in enumerate(VARIANT_ORDER)}
-    return variants.map(lambda v: rank.get(v, len(rank)))
+    return variants.map(lambda v: rank.get(str(v).split(" ")[0], len(rank)))  # 'no_cl (theta2=1e-05)' -> no_cl
 
 
 def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20") -> pd.DataFrame:

@@ -143,12 +143,18 @@ def test_re_splits_get_their_own_block_and_unequal_configs_are_not_pooled():
 
     rows = [trial("kdiffe", s, 0.10 + s / 100, theta2=4e-5) for s in range(3)]
     rows += [trial("lightgcn", s, 0.08 + s / 100, theta2=2e-5) for s in range(3)]  # θ₂ per variant: one row
+    rows += [trial("no_cl", s, 0.05, theta2=t) for s in range(2) for t in (1e-5, 4e-5)]  # two θ₂: two rows
     rows += [trial("kdiffe", s, 0.20, resplit=1) for s in range(2)]
     rows += [trial("no_cl", s, 0.05, resplit=1, epochs=30) for s in range(2)]
     rows += [trial("no_cl", 0, 0.07, resplit=1, epochs=60)]
     table = table_iii(pd.DataFrame(rows, columns=list(COLUMNS)))
     cells = {(r.dataset, r.variant): r.seeds for r in table.itertuples()}
-    assert cells == {("tiktok", "kdiffe"): 3, ("tiktok", "lightgcn"): 3,
+    assert [v for d, v in zip(table["dataset"], table["variant"]) if d == "tiktok"] == [
+        "kdiffe", "no_cl (theta2=1e-05)", "no_cl (theta2=4e-05)", "lightgcn"]  # labelled rows keep the table order
+    assert list(table_ii(pd.DataFrame(rows, columns=list(COLUMNS)))["variant"])[:4] == [
+        "kdiffe", "no_cl (theta2=1e-05)", "no_cl (theta2=4e-05)", "lightgcn"]
+    assert cells == {("tiktok", "kdiffe"): 3, ("tiktok", "lightgcn"): 3, ("tiktok", "no_cl (theta2=1e-05)"): 2,
+                     ("tiktok", "no_cl (theta2=4e-05)"): 2,
                      ("tiktok (re-split 1)", "kdiffe"): 2, ("tiktok (re-split 1)", "no_cl (epochs=30)"): 2,
                      ("tiktok (re-split 1)", "no_cl (epochs=60)"): 1}
     published = table[table["dataset"] == "tiktok"].set_index("variant")
