@@ -76,7 +76,7 @@ def _mean_std(values: np.ndarray) -> tuple[float, float]:
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
-    return f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}") + f" ({n} seed{'s' * (n != 1)})"
+    return f"{tables.mean_std_text(mean, std)} ({n} seed{'s' * (n != 1)})"
 
 
 def number_claims(best: pd.DataFrame) -> list[dict[str, str]]:
@@ -127,11 +127,10 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             claim = f"KDiffE > {paper.VARIANT_NAMES[variant]} on {data} (Recall@20)"
             if cell.empty:
                 continue
-            other = main_setting(cell).set_index("seed")["test_recall@20"]
-            common = ref.index.intersection(other.index)
-            diff = float((ref.loc[common] - other.loc[common]).mean()) if len(common) else math.nan
-            p = tables._paired_p(ref, other)
-            ours = f"difference {diff:+.4f} over {len(common)} paired seeds, p = {p:.3g}" if not math.isnan(p) \
+            full_values, values = tables.paired_by_seed(ref, main_setting(cell).set_index("seed")["test_recall@20"])
+            diff = float((full_values - values).mean()) if len(values) else math.nan
+            p = tables.paired_p(full_values, values)
+            ours = f"difference {diff:+.4f} over {len(values)} paired seeds, p = {p:.3g}" if not math.isnan(p) \
                 else f"difference {diff:+.4f}, too few paired seeds for a test"
             if math.isnan(p):
                 rows.append(_row(claim, "holds", ours, UNTESTABLE, "fewer than two paired seeds"))
@@ -197,7 +196,7 @@ def guidance_claims(best: pd.DataFrame, dataset: str = "tiktok") -> list[dict[st
     per_q = pairs.groupby(level="q").mean()
     above = int((per_q["guided"] > per_q["unguided"]).sum())
     diff = pairs["guided"] - pairs["unguided"]
-    p = 1.0 if np.allclose(diff, 0) else float(stats.ttest_rel(pairs["guided"], pairs["unguided"]).pvalue)
+    p = tables.paired_p(pairs["guided"], pairs["unguided"])
     ours = (f"guided above at {above} of {len(per_q)} q values; mean difference {diff.mean():+.4f} over "
             f"{len(pairs)} (q, seed) pairs, p = {p:.3g}")
     if above == len(per_q) and p < ALPHA and diff.mean() > 0:
@@ -226,24 +225,17 @@ def scalability_claims(frame: pd.DataFrame) -> list[dict[str, str]]:
             x, y = part[column].to_numpy(float), part[figures.SECONDS].to_numpy(float)
             slope, r2 = _linear_fit(x, y)
             ours = f"{y.min():.2f}-{y.max():.2f} s/epoch; slope {slope:.3g} s per unit, R² = {r2:.2f}"
-            if sweep == "t" and not _has_diffusion(part):
+            entities = tables.recorded_kg_entities(part)
+            if sweep == "t" and len(entities) and not (entities > 0).any():  # no KG ran: t reached nothing
                 rows.append(_row(claim, "holds", ours, UNTESTABLE, "no item features: the diffusion, where t acts, "
                                                                    "does not run"))
-            else:
-                unknown = "" if sweep != "t" or part.get("kg_entities", pd.Series(dtype=float)).notna().any() else \
-                    "; these rows do not record whether a KG ran (kg_entities), so t may have reached nothing"
-                if slope > 0 and r2 >= 0.9:
-                    rows.append(_row(claim, "holds", ours, HOLDS, unknown.lstrip("; ")))
-                else:
-                    rows.append(_row(claim, "holds", ours, FAILS,
-                                     ("not a rising line" if slope <= 0 else "far from a line") + unknown))
+                continue
+            rising = slope > 0 and r2 >= 0.9
+            why = [] if rising else ["not a rising line" if slope <= 0 else "far from a line"]
+            if sweep == "t" and entities.empty:
+                why.append("these rows do not record whether a KG ran (kg_entities), so t may have reached nothing")
+            rows.append(_row(claim, "holds", ours, HOLDS if rising else FAILS, "; ".join(why)))
     return rows
-
-
-def _has_diffusion(trials: pd.DataFrame) -> bool:
-    """False when the trials ran without a KG (kg_entities 0: no item features), so t reached nothing."""
-    entities = trials["kg_entities"].dropna() if "kg_entities" in trials.columns else pd.Series(dtype=float)
-    return entities.empty or bool((entities > 0).any())
 
 
 def claims_markdown(table: pd.DataFrame) -> str:

@@ -45,11 +45,16 @@ def settings(group: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             for key, part in sorted(parts, key=lambda kv: -len(kv[1]))]
 
 
+def recorded_kg_entities(rows: pd.DataFrame) -> pd.Series:
+    """The rows' kg_entities where recorded (files written before the column existed have none)."""
+    return rows["kg_entities"].dropna() if "kg_entities" in rows.columns else pd.Series(dtype=float)
+
+
 def variant_label(variant: str, setting: str, group: pd.DataFrame) -> str:
     """'kdiffe', 'kdiffe (theta2=4e-05)', and ' [no KG]' when a variant that uses the KG ran without
     one (a dataset without item features: knowledge, diffusion and CL were off)."""
     label = variant + (f" ({setting})" if setting else "")
-    entities = group["kg_entities"].dropna() if "kg_entities" in group.columns else pd.Series(dtype=float)
+    entities = recorded_kg_entities(group)
     if variant in VARIANT_FLAGS and VARIANT_FLAGS[variant]["use_kg"] and len(entities) and (entities == 0).all():
         label += " [no KG]"
     return label
@@ -108,7 +113,7 @@ def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str
                     values = group[name].to_numpy(dtype=float)
                     row[f"{name} mean"] = values.mean()
                     row[f"{name} std"] = values.std(ddof=1) if len(values) > 1 else np.nan
-                    row[f"{name} p"] = _paired_p(group.set_index("seed")[name], ref[name]) \
+                    row[f"{name} p"] = paired_p(*paired_by_seed(group.set_index("seed")[name], ref[name])) \
                         if variant != reference and not ref.empty else np.nan
                 paper = PAPER_TABLE_III.get(str(dataset), {}).get(variant)
                 row["paper recall@20"], row["paper ndcg@20"] = paper if paper else (np.nan, np.nan)
@@ -116,24 +121,34 @@ def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str
     return pd.DataFrame(rows)
 
 
-def _paired_p(values: pd.Series, reference: pd.Series) -> float:
-    """Two-sided paired t-test over the seeds both have; NaN with fewer than two pairs."""
+def paired_by_seed(values: pd.Series, reference: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Two seed-indexed series on the seeds both have (each seed's mean), aligned."""
     values, reference = values.groupby(level=0).mean(), reference.groupby(level=0).mean()
     common = values.index.intersection(reference.index)
-    if len(common) < 2:
+    return values.loc[common].to_numpy(float), reference.loc[common].to_numpy(float)
+
+
+def paired_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided paired t-test of aligned values; NaN with fewer than two pairs; a constant
+    difference gives 0 (1 when it is zero), where the t statistic is undefined."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2:
         return np.nan
-    a, b = values.loc[common].to_numpy(float), reference.loc[common].to_numpy(float)
     if np.allclose(a - b, (a - b)[0]):
         return 1.0 if np.allclose(a, b) else 0.0
     return float(stats.ttest_rel(a, b).pvalue)
+
+
+def mean_std_text(mean: float, std: float) -> str:
+    """'0.1086 ± 0.0012', or '0.1086' when there is no std (one seed)."""
+    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
 def format_table_iii(table: pd.DataFrame) -> pd.DataFrame:
     """Readable Table III: 'mean ± std' cells and p-values."""
     out = pd.DataFrame({"dataset": table["dataset"], "variant": table["variant"], "seeds": table["seeds"]})
     for name, label in zip(METRICS, ("Recall@20", "NDCG@20")):
-        out[label] = [f"{m:.4f}" if math.isnan(s) else f"{m:.4f} ± {s:.4f}"
-                      for m, s in zip(table[f"{name} mean"], table[f"{name} std"])]
+        out[label] = [mean_std_text(m, s) for m, s in zip(table[f"{name} mean"], table[f"{name} std"])]
         out[f"p ({label})"] = [_fmt(p, "{:.3g}") for p in table[f"{name} p"]]
     out["paper"] = [f"{r:.3f} / {n:.3f}" if not math.isnan(r) else "" for r, n in
                     zip(table["paper recall@20"], table["paper ndcg@20"])]
@@ -176,11 +191,12 @@ def protocol_table(frame: pd.DataFrame, reference: str = "kdiffe") -> pd.DataFra
         return pd.DataFrame()
     test = table_iii(frame, TEST_SELECTION, reference)
     assert list(zip(val["dataset"], val["variant"])) == list(zip(test["dataset"], test["variant"]))
-    out = format_table_iii(val).drop(columns="paper")
+    out = format_table_iii(val)
+    paper = out.pop("paper")
     for name, label in zip(METRICS, ("Recall@20", "NDCG@20")):
-        out[f"{label} (best test epoch)"] = [f"{m:.4f}" if math.isnan(s) else f"{m:.4f} ± {s:.4f}"
-                                             for m, s in zip(test[f"{name} mean"], test[f"{name} std"])]
-    out["paper"] = format_table_iii(val)["paper"]
+        out[f"{label} (best test epoch)"] = [mean_std_text(m, s) for m, s in zip(test[f"{name} mean"],
+                                                                                  test[f"{name} std"])]
+    out["paper"] = paper
     return out
 
 

@@ -99,6 +99,10 @@ def test_guided_against_unguided_over_q():
     unguided_better = [[dict(r, **{"test_recall@20": r["test_recall@20"] + 0.02}) for r in rows] for rows in unguided]
     (row,) = claims.guidance_claims(figures.best_evaluations(frame_of(guided + unguided_better)))
     assert row["verdict"] == claims.FAILS and row["why"].startswith("reversed")
+    below = [[dict(r, variant="unguided", trial_id=r["trial_id"] + "u", **{"test_recall@20": r["test_recall@20"] - 0.01})
+              for r in rows] for rows in guided]  # guided exactly 0.01 above everywhere: t undefined, p = 0
+    (row,) = claims.guidance_claims(figures.best_evaluations(frame_of(guided + below)))
+    assert row["verdict"] == claims.HOLDS and row["ours"].endswith("p = 0")
 
 
 def test_scalability_line_and_datasets_without_a_kg():
