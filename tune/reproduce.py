@@ -70,42 +70,45 @@ class Part:
     trial_epochs: int
     seconds: float  #: estimate on the reference machine, one trial at a time
     after: str = ""  #: a search part whose best configuration completes argv (``--set`` values), read when run
+    carried: tuple[str, ...] = ()  #: the parameters taken from that best configuration
 
 
-def best_settings(storage: Path, search: str, variant: str) -> list[str]:
-    """``--set key=value`` for each parameter a finished search part moved, from its best.json."""
+def best_settings(storage: Path, search: str, params: tuple[str, ...]) -> list[str]:
+    """``--set key=value`` for each of ``params`` (what a finished search part moved), from its best.json."""
     path = storage / search / BEST_FILE
     try:
         best = json.loads(path.read_text())["best"]
-        return [x for key in SEARCH_PARAMS[variant] for x in ("--set", f"{key}={best[key]!r}")]
+        return [x for key in params for x in ("--set", f"{key}={best[key]!r}")]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: no best configuration to re-run ({exc.__class__.__name__}: {exc}); "
                         f"run the part {search} first") from None
 
 
-def has_features(dataset: str, data_dir: str) -> bool:
-    return dataset == "synthetic" or bool(load_dataset(dataset, data_dir).features)
-
-
-def has_kg_file(dataset: str, data_dir: str) -> bool:
-    return dataset != "synthetic" and load_dataset(dataset, data_dir).kg_file is not None
+def capabilities(dataset: str, data_dir: str) -> tuple[bool, bool]:
+    """(has item features, has a kg.txt): what parts a dataset supports; loads it once."""
+    if dataset == "synthetic":
+        return True, False
+    ds = load_dataset(dataset, data_dir)
+    return bool(ds.features), ds.kg_file is not None
 
 
 def plan(args: argparse.Namespace) -> list[Part]:
     parts: list[Part] = []
-    sets = [x for s in args.set for x in ("--set", s)]
-    common = ["--data-dir", args.data_dir, "--epochs", str(args.epochs), *sets]
-    long = ["--data-dir", args.data_dir, "--epochs", str(args.ablation_epochs), *sets]  # ablations and searches
+    def run_args(epochs: int, *extra: str) -> list[str]:
+        return ["--data-dir", args.data_dir, "--epochs", str(epochs), *extra,
+                *[x for s in args.set for x in ("--set", s)]]
+
+    common = run_args(args.epochs)  # grids
+    long = run_args(args.ablation_epochs)  # ablations and searches
 
     def training(variants: list[str]) -> tuple[list[str], int]:
         """Ablation and re-run trials: KDiffE's at most --ablation-epochs, the baselines' longer."""
         if all(v in BASELINES for v in variants):
-            return ["--data-dir", args.data_dir, "--epochs", str(args.baseline_epochs), "--set",
-                    f"patience={BASELINE_PATIENCE}", *sets], args.baseline_epochs
+            return run_args(args.baseline_epochs, "--set", f"patience={BASELINE_PATIENCE}"), args.baseline_epochs
         return long, args.ablation_epochs
     seeds = ",".join(map(str, args.seeds))
     for dataset in args.datasets:
-        rich = has_features(dataset, args.data_dir)
+        rich, kg_file = capabilities(dataset, args.data_dir)
         scale = SCALE.get(dataset, 1.0)
         kd = [v for v in ("kdiffe", "no_s", "unguided", "no_cl") if rich]
         if "grid" in args.parts and rich:
@@ -140,7 +143,7 @@ def plan(args: argparse.Namespace) -> list[Part]:
                                   ["--dataset", dataset, "--variants", ",".join(variants), "--seeds",
                                    ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={theta2}", *extra,
                                    *run], n * epochs, cost))
-            if not rich and has_kg_file(dataset, args.data_dir):  # the one KDiffE that can run: on kg.txt
+            if not rich and kg_file:  # the one KDiffE that can run: on kg.txt
                 n = len(args.ablation_seeds)
                 parts.append(Part(f"{dataset}-{label}-kg-file", "ablation",
                                   ["--dataset", dataset, "--variants", "kdiffe", "--seeds",
@@ -161,7 +164,8 @@ def plan(args: argparse.Namespace) -> list[Part]:
                 n = len(args.ablation_seeds) * epochs
                 parts.append(Part(rerun_name(name), "ablation", ["--dataset", dataset, "--variants", variant, "--seeds",
                                                               seeds_best, *run],
-                                  n, n * SECONDS_PER_EPOCH[variant] * scale, after=name))
+                                  n, n * SECONDS_PER_EPOCH[variant] * scale, after=name,
+                                  carried=SEARCH_PARAMS[variant]))
     if "scalability" in args.parts:
         steps = len(PAPER_GRIDS["t"])
         n = steps * len(args.datasets) + (5 if "sports" in args.datasets else 0)
@@ -190,7 +194,7 @@ def run_part(storage: Path, part: Part, resources: list[str]) -> int:
     where = ["--storage", str(storage), "--name", part.name]
     if state(storage, part) == "resume":
         return main(script, [*where, "--resume", *resources])
-    settings = best_settings(storage, part.after, part.after.rsplit("-", 1)[1]) if part.after else []
+    settings = best_settings(storage, part.after, part.carried) if part.after else []
     argv = [*part.argv, *settings, *where, *resources]
     return main(script, argv)
 
