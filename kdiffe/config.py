@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
 KG_SOURCES = ("features", "file", "none")
 SELECT_ON = ("val", "test")
 L2_SCOPES = ("params", "batch")
+RESPLIT_HOLDOUTS = ("shares", "one")
 
 
 class ConfigError(UserError):
@@ -59,6 +60,7 @@ class Config:
     val_fraction: float = 0.1  #: share of each user's train items moved to validation when valMat is absent
     resplit: int = 0  #: >0 re-splits the union of train, validation and test per user, with this seed
     resplit_ratios: str = ""  #: "train,val,test" shares of a re-split; "" keeps the published split's shares
+    resplit_holdout: str = "shares"  #: "shares": those shares of each user's items; "one": one held out per user
     # synthetic dataset size (dataset="synthetic")
     syn_users: int = 600
     syn_items: int = 400
@@ -193,6 +195,8 @@ def validate(cfg: Config) -> None:
         bad("val_fraction", "must be in (0, 1)")
     if cfg.resplit < 0:
         bad("resplit", "must be 0 (the published split) or a seed >= 1")
+    if cfg.resplit_holdout not in RESPLIT_HOLDOUTS:
+        bad("resplit_holdout", f"choose from {', '.join(RESPLIT_HOLDOUTS)}")
     if cfg.resplit_ratios:
         try:
             ratios = [float(x) for x in cfg.resplit_ratios.split(",")]

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import safe_pickle
+from .config import RESPLIT_HOLDOUTS
 from .errors import UserError
 
 
@@ -240,23 +241,54 @@ def split_validation(train: sp.csr_matrix, fraction: float, seed: int) -> tuple[
             _pairs(coo.row[part == 1], coo.col[part == 1], train.shape))
 
 
-def resplit(ds: Dataset, seed: int, ratios: tuple[float, float, float] | None = None) -> Dataset:
+def _one_per_user(users: np.ndarray, n_users: int, val_share: float, rng: np.random.Generator) -> np.ndarray:
+    """Part index (0 train, 1 validation, 2 test) for each interaction: one random interaction of
+    every user with at least two is held out, in validation with probability ``val_share``, else in
+    test (the structure of the published TikTok split: one held-out item per user)."""
+    counts = np.bincount(users, minlength=n_users)
+    order = np.lexsort((rng.random(len(users)), users))
+    first = np.zeros(len(users), dtype=bool)
+    first[order[np.concatenate([[0], np.cumsum(counts)[:-1]])[counts > 0]]] = True
+    to_val = rng.random(n_users) < val_share
+    held = first & (counts[users] >= 2)
+    return np.where(held, np.where(to_val[users], 1, 2), 0)
+
+
+def resplit(ds: Dataset, seed: int, ratios: tuple[float, float, float] | None = None,
+            holdout: str = "shares") -> Dataset:
     """The union of a dataset's train, validation and test interactions split again per user.
 
-    ``ratios`` (train, validation, test) default to the shares of the dataset's own split. Each
-    user keeps at least one training interaction; seeded, so a re-split is a reproducible draw.
+    ``ratios`` (train, validation, test) default to the shares of the dataset's own split. With
+    ``holdout="shares"`` about those shares of every user's interactions go to each part (so users
+    with few interactions rarely reach validation or test); with ``holdout="one"`` every user with
+    at least two interactions has exactly one held out, in validation or test in the proportion
+    val : test of the ratios (the published TikTok split's structure). Each user keeps at least one
+    training interaction; seeded, so a re-split is a reproducible draw.
     """
+    if holdout not in RESPLIT_HOLDOUTS:
+        raise DatasetError(f"resplit holdout {holdout!r}: choose from {', '.join(RESPLIT_HOLDOUTS)}")
     if ratios is None:
         sizes = np.array([ds.train.nnz, ds.val.nnz, ds.test.nnz], dtype=np.float64)
         ratios = tuple(sizes / sizes.sum())
     if len(ratios) != 3 or min(ratios) < 0 or not np.isclose(sum(ratios), 1.0) or ratios[0] <= 0:
         raise DatasetError(f"resplit ratios {ratios}: need three shares (train, val, test) >= 0 summing to 1")
     union = (ds.train + ds.val + ds.test).tocoo()
-    part = _per_user_shares(union.row, ds.n_users, tuple(ratios[1:]), np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if holdout == "one":
+        if ratios[1] + ratios[2] <= 0:
+            raise DatasetError(f"resplit ratios {ratios}: holdout 'one' needs a validation or test share > 0")
+        part = _one_per_user(union.row, ds.n_users, ratios[1] / (ratios[1] + ratios[2]), rng)
+    else:
+        part = _per_user_shares(union.row, ds.n_users, tuple(ratios[1:]), rng)
     train, val, test = (_freeze(_pairs(union.row[part == k], union.col[part == k], ds.train.shape)) for k in range(3))
-    shares = "/".join(f"{r:.3f}" for r in ratios)
-    return replace(ds, name=f"{ds.name}[resplit {seed}]", train=train, val=val, test=test,
-                   notes=ds.notes + (f"re-split every user's interactions {shares} (train/val/test, seed {seed})",))
+    if holdout == "one":
+        how = f"one interaction per user held out, val:test {ratios[1] / (ratios[1] + ratios[2]):.3f}"
+        name = f"{ds.name}[resplit {seed}, one held out]"
+    else:
+        how = "/".join(f"{r:.3f}" for r in ratios) + " (train/val/test)"
+        name = f"{ds.name}[resplit {seed}]"
+    return replace(ds, name=name, train=train, val=val, test=test,
+                   notes=ds.notes + (f"re-split every user's interactions, {how}, seed {seed}",))
 
 
 def _check_disjoint(a: sp.csr_matrix, b: sp.csr_matrix, what: str) -> None:
@@ -361,7 +393,8 @@ def subsample_users(ds: Dataset, n_users: int, seed: int) -> Dataset:
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0,
                  val_fraction: float = 0.1, max_users: int = 0,
                  synthetic: Mapping[str, int] | None = None, resplit_seed: int = 0,
-                 resplit_ratios: tuple[float, float, float] | None = None) -> Dataset:
+                 resplit_ratios: tuple[float, float, float] | None = None,
+                 resplit_holdout: str = "shares") -> Dataset:
     """Resolve ``name`` ("synthetic" or a folder under the data dir) and load it; ``resplit_seed`` > 0
     re-splits its interactions (:func:`resplit`), ``max_users`` > 0 then subsamples users."""
     if name == "synthetic":
@@ -376,5 +409,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
             raise DatasetError(f"unknown dataset {name!r}: no {folder / 'trnMat.pkl'} ({hint})")
         ds = load_folder(folder, seed=seed, val_fraction=val_fraction, name=name)
     if resplit_seed:
-        ds = resplit(ds, resplit_seed, resplit_ratios)
+        ds = resplit(ds, resplit_seed, resplit_ratios, resplit_holdout)
     return subsample_users(ds, max_users, seed)

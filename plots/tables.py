@@ -28,7 +28,9 @@ def data_label(frame: pd.DataFrame) -> pd.Series:
         return label
     resplit = pd.to_numeric(frame["resplit"], errors="coerce").fillna(0).astype(int)
     ratios = frame.get("resplit_ratios", pd.Series("", index=frame.index)).fillna("").astype(str)
-    suffix = " (re-split " + resplit.astype(str) + ratios.map(lambda r: f" {r}" if r else "") + ")"
+    holdout = frame.get("resplit_holdout", pd.Series("", index=frame.index)).fillna("").astype(str)
+    suffix = (" (re-split " + resplit.astype(str) + ratios.map(lambda r: f" {r}" if r else "")
+              + holdout.map(lambda h: ", one held out per user" if h == "one" else "") + ")")
     return label.where(resplit == 0, label + suffix)
 
 

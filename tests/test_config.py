@@ -1,5 +1,6 @@
 import re
 
+import numpy as np
 import pytest
 
 from kdiffe.config import VARIANTS, Config, ConfigError, from_dict, parse_overrides
@@ -64,7 +65,8 @@ def test_round_trip():
 @pytest.mark.parametrize("values,needle", [({"resplit": -1}, "resplit=-1"),
                                            ({"resplit_ratios": "0.5,0.5"}, "resplit_ratios='0.5,0.5'"),
                                            ({"resplit_ratios": "0.8,0.3,-0.1"}, "three shares"),
-                                           ({"resplit_ratios": "a,b,c"}, "three shares")])
+                                           ({"resplit_ratios": "a,b,c"}, "three shares"),
+                                           ({"resplit_holdout": "all"}, "resplit_holdout='all'")])
 def test_resplit_settings_are_checked(values, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
         from_dict(values)
@@ -75,3 +77,6 @@ def test_resplit_config_gives_a_resplit_dataset():
 
     ds = dataset_for(from_dict({"dataset": "synthetic", "resplit": 2, "resplit_ratios": "0.7,0.1,0.2"}))
     assert ds.name == "synthetic[resplit 2]" and abs(ds.test.nnz / (ds.train + ds.val + ds.test).nnz - 0.2) < 0.03
+    one = dataset_for(from_dict({"dataset": "synthetic", "resplit": 2, "resplit_holdout": "one"}))
+    assert one.name == "synthetic[resplit 2, one held out]"
+    assert (np.diff(one.val.indptr) + np.diff(one.test.indptr)).max() == 1

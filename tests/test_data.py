@@ -367,3 +367,50 @@ def test_resplit_refuses_impossible_ratios(ratios):
 
     with pytest.raises(DatasetError, match="resplit ratios"):
         resplit(make_synthetic(seed=0), 1, ratios)
+
+
+def test_resplit_one_held_out_per_user_by_hand():
+    from dataclasses import replace
+
+    from kdiffe.data import resplit
+
+    ds = make_synthetic(n_users=3, n_items=6, n_clusters=2, interactions=3, seed=0)
+    degrees = [1, 2, 5]  # users 0, 1, 2
+    rows = np.repeat(np.arange(3), degrees)
+    cols = np.concatenate([np.arange(d) for d in degrees])
+    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(3, 6))
+    empty = sp.csr_matrix((3, 6), dtype=np.float32)
+    ds = replace(ds, train=train, val=empty, test=empty)
+    for seed in range(1, 6):
+        everything_to_test = resplit(ds, seed, (0.9, 0.0, 0.1), holdout="one")
+        assert np.diff(everything_to_test.test.indptr).tolist() == [0, 1, 1]
+        assert everything_to_test.val.nnz == 0
+        assert np.diff(everything_to_test.train.indptr).tolist() == [1, 1, 4]
+        assert (everything_to_test.train + everything_to_test.test != train).nnz == 0
+    to_val = resplit(ds, 1, (0.5, 0.5, 0.0), holdout="one")
+    assert np.diff(to_val.val.indptr).tolist() == [0, 1, 1] and to_val.test.nnz == 0
+    assert "one held out" in to_val.name
+
+
+def test_resplit_one_held_out_mirrors_the_published_tiktok_split(datasets_dir):
+    from kdiffe.data import resplit
+
+    ds = load_dataset("tiktok", datasets_dir)
+    a, b = resplit(ds, 1, holdout="one"), resplit(ds, 1, holdout="one")
+    assert (a.test != b.test).nnz == 0 and (a.val != b.val).nnz == 0
+    held = np.diff(a.val.indptr) + np.diff(a.test.indptr)
+    degree = np.diff((ds.train + ds.val + ds.test).tocsr().indptr)
+    assert held.max() == 1 and (held == (degree >= 2)).all()  # one per user with two or more
+    assert a.val.nnz + a.test.nnz == (degree >= 2).sum()
+    assert abs(a.val.nnz / (a.val.nnz + a.test.nnz) - 3051 / (3051 + 6130)) < 0.02  # the published val:test
+    shares = resplit(ds, 1)  # the per-user shares give test items to heavier users only
+    assert np.diff(shares.test.indptr).astype(bool).sum() < 0.5 * np.diff(a.test.indptr).astype(bool).sum()
+
+
+def test_resplit_refuses_an_unknown_holdout():
+    from kdiffe.data import resplit
+
+    with pytest.raises(DatasetError, match="resplit holdout 'two'"):
+        resplit(make_synthetic(seed=0), 1, holdout="two")
+    with pytest.raises(DatasetError, match="needs a validation or test share"):
+        resplit(make_synthetic(seed=0), 1, (1.0, 0.0, 0.0), holdout="one")

@@ -147,6 +147,7 @@ def test_re_splits_get_their_own_block_and_unequal_configs_are_not_pooled():
     rows += [trial("kdiffe", s, 0.20, resplit=1) for s in range(2)]
     rows += [trial("no_cl", s, 0.05, resplit=1, epochs=30) for s in range(2)]
     rows += [trial("no_cl", 0, 0.07, resplit=1, epochs=60)]
+    rows += [trial("kdiffe", s, 0.12, resplit=1, resplit_holdout="one") for s in range(2)]
     table = table_iii(pd.DataFrame(rows, columns=list(COLUMNS)))
     cells = {(r.dataset, r.variant): r.seeds for r in table.itertuples()}
     assert [v for d, v in zip(table["dataset"], table["variant"]) if d == "tiktok"] == [
@@ -156,7 +157,8 @@ def test_re_splits_get_their_own_block_and_unequal_configs_are_not_pooled():
     assert cells == {("tiktok", "kdiffe"): 3, ("tiktok", "lightgcn"): 3, ("tiktok", "no_cl (theta2=1e-05)"): 2,
                      ("tiktok", "no_cl (theta2=4e-05)"): 2,
                      ("tiktok (re-split 1)", "kdiffe"): 2, ("tiktok (re-split 1)", "no_cl (epochs=30)"): 2,
-                     ("tiktok (re-split 1)", "no_cl (epochs=60)"): 1}
+                     ("tiktok (re-split 1)", "no_cl (epochs=60)"): 1,
+                     ("tiktok (re-split 1, one held out per user)", "kdiffe"): 2}
     published = table[table["dataset"] == "tiktok"].set_index("variant")
     assert published.loc["kdiffe", "test_recall@20 mean"] == pytest.approx(0.11)
     assert published.loc["kdiffe", "paper recall@20"] == PAPER_TABLE_III["tiktok"]["kdiffe"][0]

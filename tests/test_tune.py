@@ -333,7 +333,7 @@ def test_reproduce_plans_runs_resumes_and_renders(ray_session, tmp_path, capsys)
 def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path, capsys):
     from tune.reproduce import main
 
-    assert main(["--datasets", "tiktok", "baby", "sports", "--parts", "ablation,search,grid", "--search-datasets",
+    assert main(["--datasets", "tiktok", "baby", "sports", "--parts", "ablation,search,grid,resplit", "--search-datasets",
                  "tiktok", "sports", "--data-dir",
                  str(datasets_dir), "--storage", str(tmp_path), "--dry-run"]) == 0
     plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
@@ -351,6 +351,14 @@ def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path,
     assert "--params theta2,lr" in plan["sports-search-lightgcn"] and "sports-search-kdiffe" not in plan
     assert "baby-search-lightgcn" not in plan  # searched: --search-datasets only
     assert "--params M,R,xi,t,tau,theta1,q,theta2,lr" in plan["tiktok-search-kdiffe"]
+    resplits = [name for name in plan if "-resplit-" in name]
+    assert {n.split("-theta2")[0] for n in resplits} == {"tiktok-resplit-1-one", "tiktok-resplit-2-one"}  # TikTok only
+    assert "--set resplit=2 --set resplit_holdout=one " in plan["tiktok-resplit-2-one-theta2-4e-05"]
+    assert main(["--datasets", "tiktok", "--parts", "resplit", "--resplits", "1", "--resplit-holdout", "shares",
+                 "--data-dir", str(datasets_dir), "--storage", str(tmp_path), "--dry-run"]) == 0
+    shares = [line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line]
+    assert [line.split()[0] for line in shares][0] == "tiktok-resplit-1-theta2-4e-05"
+    assert all("--set resplit=1 " in line and "resplit_holdout" not in line for line in shares)
 
 
 def test_reproduce_search_reruns_each_searched_best_with_the_ablation_seeds(ray_session, tmp_path, capsys):

@@ -17,7 +17,10 @@ Parts (per dataset; datasets without item features run only what needs none):
   ablation      Table III (kdiffe, no_s, unguided, no_cl) and Table II's baselines (lightgcn,
                 lightgcn_s), each at its validation-chosen theta2; a dataset without item features
                 runs the baselines, and KDiffE on its kg.txt (kg=file) when it has one
-  resplit-K     the ablation suite on re-split K of the dataset's interactions (--resplits)
+  resplit-K     the ablation suite on re-split K of the dataset's interactions (--resplits), one held-out
+                interaction per user as in the published TikTok split (parts <dataset>-resplit-K-one-*),
+                or about the published shares of each user's interactions (--resplit-holdout shares,
+                parts <dataset>-resplit-K-*)
   scalability   Figure 10: seconds per epoch against t on every dataset, against users on Sports
   search        beyond the paper: an optuna search (ASHA) of KDiffE over the paper's seven parameters
                 plus theta2 and lr, and of LightGCN over theta2 and lr with the same budget
@@ -36,6 +39,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kdiffe.config import RESPLIT_HOLDOUTS  # noqa: E402
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
 from kdiffe.paper import FIGURES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
@@ -129,8 +133,10 @@ def plan(args: argparse.Namespace) -> list[Part]:
         groups: dict[tuple[float, bool], list[str]] = {}  # (theta2, baselines?) -> variants, one part each
         for variant in [*kd, "lightgcn", "lightgcn_s"]:
             groups.setdefault((THETA2[variant], variant in BASELINES), []).append(variant)
+        one = args.resplit_holdout == "one"
         splits = [("ablation", 0)] * ("ablation" in args.parts) + \
-            [(f"resplit-{k}", k) for k in args.resplits if "resplit" in args.parts and dataset in args.resplit_datasets]
+            [(f"resplit-{k}" + "-one" * one, k) for k in args.resplits
+             if "resplit" in args.parts and dataset in args.resplit_datasets]
         for label, resplit in splits:
             for (theta2, baselines), variants in groups.items():
                 clash = not baselines and (theta2, True) in groups  # a KDiffE group at a baseline's theta2
@@ -138,7 +144,7 @@ def plan(args: argparse.Namespace) -> list[Part]:
                 run, epochs = training(variants)
                 n = len(variants) * len(args.ablation_seeds)
                 cost = sum(SECONDS_PER_EPOCH[v] for v in variants) * len(args.ablation_seeds) * epochs * scale
-                extra = ["--set", f"resplit={resplit}"] if resplit else []
+                extra = ["--set", f"resplit={resplit}", *["--set", "resplit_holdout=one"] * one] if resplit else []
                 parts.append(Part(f"{dataset}-{label}-theta2-{theta2:g}{suffix}", "ablation",
                                   ["--dataset", dataset, "--variants", ",".join(variants), "--seeds",
                                    ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={theta2}", *extra,
@@ -210,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ablation-seeds", type=seeds_arg, default=seeds_arg("0-4"),
                         help="seeds of the ablation suites (default 0-4)")
     parser.add_argument("--resplits", type=seeds_arg, default=[1, 2], help="re-splits of the ablation suite (default 1,2)")
+    parser.add_argument("--resplit-holdout", choices=RESPLIT_HOLDOUTS, default="one",
+                        help="how a re-split holds out: one interaction per user, like the published TikTok split "
+                             "(default), or about the published shares of each user's interactions")
     parser.add_argument("--search-datasets", nargs="+", default=["tiktok"],
                         help="datasets searched in the search part (default tiktok)")
     parser.add_argument("--resplit-datasets", nargs="+", default=["tiktok"], help="datasets re-split (default tiktok)")
