@@ -89,6 +89,16 @@ def result_row(experiment: str, trial_id: str, config: Mapping[str, Any], metric
     return row
 
 
+def with_config_defaults(frame):
+    """``frame`` with every Config column it lacks added, filled with that field's default: a file
+    written before a field existed holds runs that used its default."""
+    for name in CONFIG_COLUMNS:
+        if name not in frame.columns:
+            default = FIELDS[name].default
+            frame[name] = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    return frame
+
+
 def check_columns(columns: Iterable[str], required: Iterable[str], source: str | os.PathLike) -> None:
     missing = [c for c in required if c not in set(columns)]
     if missing:
@@ -106,7 +116,7 @@ def read_results(path: str | os.PathLike, required: Iterable[str] = REQUIRED):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise SchemaError(f"{path}: not a readable CSV ({exc})") from None
     check_columns(frame.columns, required, path)
-    return frame
+    return with_config_defaults(frame)
 
 
 def best_rows(frame, metric: str = SELECTION_METRIC):

@@ -163,3 +163,17 @@ def test_re_splits_get_their_own_block_and_unequal_configs_are_not_pooled():
     assert published.loc["kdiffe", "test_recall@20 mean"] == pytest.approx(0.11)
     assert published.loc["kdiffe", "paper recall@20"] == PAPER_TABLE_III["tiktok"]["kdiffe"][0]
     assert table[table["dataset"] != "tiktok"]["paper recall@20"].isna().all()  # the paper has no re-splits
+
+
+def test_a_results_file_older_than_a_config_field_reads_as_its_default(tmp_path):
+    from kdiffe.results import read_results
+    from tune.store import read_frame
+
+    row = result_row("old", "t0", Config().to_dict(),
+                     {"epoch": 1, "val_recall@20": 0.1, "val_ndcg@20": 0.05, "test_recall@20": 0.1,
+                      "test_ndcg@20": 0.05})
+    path = tmp_path / "results.csv"
+    pd.DataFrame([row]).drop(columns=["resplit_holdout", "kg"]).to_csv(path, index=False)  # before they existed
+    for frame in (read_results(path), read_frame(path)):
+        assert frame.loc[0, "resplit_holdout"] == "shares" and frame.loc[0, "kg"] == Config().kg
+        assert frame.loc[0, "M"] == 50  # columns the file has are kept

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from kdiffe.errors import UserError
-from kdiffe.results import BEST_FILE, COLUMNS, RESULTS_FILE, best_evaluation
+from kdiffe.results import BEST_FILE, COLUMNS, RESULTS_FILE, best_evaluation, with_config_defaults
 
 RECORD_FILE = "experiment.json"
 STATUS_FILE = "status.json"  #: written by tune.console at the end of a run: interrupted or not
@@ -66,7 +66,8 @@ def write_frame(frame: Any, path: Path) -> None:
 def read_frame(path: Path) -> Any:
     """A results CSV with the current columns; a missing or empty file is a frame without rows.
 
-    A file written before a column existed gets that column, empty.
+    A file written before a column existed gets that column: a Config column with the field's
+    default (the value its runs used), any other empty.
     """
     import pandas as pd
 
@@ -78,7 +79,7 @@ def read_frame(path: Path) -> Any:
         return pd.DataFrame(columns=list(COLUMNS))
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ExperimentError(f"{path}: not a readable CSV ({exc})") from None
-    return frame.reindex(columns=list(COLUMNS))
+    return with_config_defaults(frame).reindex(columns=list(COLUMNS))
 
 
 def check_storage(storage: Path) -> None:
