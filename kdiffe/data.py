@@ -277,16 +277,14 @@ def resplit(ds: Dataset, seed: int, ratios: tuple[float, float, float] | None = 
     if holdout == "one":
         if ratios[1] + ratios[2] <= 0:
             raise DatasetError(f"resplit ratios {ratios}: holdout 'one' needs a validation or test share > 0")
-        part = _one_per_user(union.row, ds.n_users, ratios[1] / (ratios[1] + ratios[2]), rng)
-    else:
-        part = _per_user_shares(union.row, ds.n_users, tuple(ratios[1:]), rng)
-    train, val, test = (_freeze(_pairs(union.row[part == k], union.col[part == k], ds.train.shape)) for k in range(3))
-    if holdout == "one":
-        how = f"one interaction per user held out, val:test {ratios[1] / (ratios[1] + ratios[2]):.3f}"
+        val_share = ratios[1] / (ratios[1] + ratios[2])
+        part = _one_per_user(union.row, ds.n_users, val_share, rng)
+        how = f"one interaction per user held out, val:test {val_share:.3f}"
         name = f"{ds.name}[resplit {seed}, one held out]"
     else:
-        how = "/".join(f"{r:.3f}" for r in ratios) + " (train/val/test)"
-        name = f"{ds.name}[resplit {seed}]"
+        part = _per_user_shares(union.row, ds.n_users, tuple(ratios[1:]), rng)
+        how, name = "/".join(f"{r:.3f}" for r in ratios) + " (train/val/test)", f"{ds.name}[resplit {seed}]"
+    train, val, test = (_freeze(_pairs(union.row[part == k], union.col[part == k], ds.train.shape)) for k in range(3))
     return replace(ds, name=name, train=train, val=val, test=test,
                    notes=ds.notes + (f"re-split every user's interactions, {how}, seed {seed}",))
 
