@@ -21,6 +21,9 @@ from kdiffe.results import CONFIG_COLUMNS, SELECTION_METRIC, best_rows  # the on
 METRICS = ("test_recall@20", "test_ndcg@20")
 
 
+RESPLIT_FORMS = {"one": ", one held out per user", "shares": ", per-user shares"}  #: Config.resplit_holdout
+
+
 def data_label(frame: pd.DataFrame) -> pd.Series:
     """The data a row was trained on: the dataset, and which re-split of it (``resplit`` > 0)."""
     label = frame["dataset"].astype(str)
@@ -30,7 +33,7 @@ def data_label(frame: pd.DataFrame) -> pd.Series:
     ratios = frame.get("resplit_ratios", pd.Series("", index=frame.index)).fillna("").astype(str)
     holdout = frame.get("resplit_holdout", pd.Series("", index=frame.index)).fillna("").astype(str)
     suffix = (" (re-split " + resplit.astype(str) + ratios.map(lambda r: f" {r}" if r else "")
-              + holdout.map(lambda h: ", one held out per user" if h == "one" else "") + ")")
+              + holdout.map(RESPLIT_FORMS).fillna("") + ")")
     return label.where(resplit == 0, label + suffix)
 
 

@@ -156,8 +156,9 @@ def test_re_splits_get_their_own_block_and_unequal_configs_are_not_pooled():
         "kdiffe", "no_cl (theta2=1e-05)", "no_cl (theta2=4e-05)", "lightgcn"]
     assert cells == {("tiktok", "kdiffe"): 3, ("tiktok", "lightgcn"): 3, ("tiktok", "no_cl (theta2=1e-05)"): 2,
                      ("tiktok", "no_cl (theta2=4e-05)"): 2,
-                     ("tiktok (re-split 1)", "kdiffe"): 2, ("tiktok (re-split 1)", "no_cl (epochs=30)"): 2,
-                     ("tiktok (re-split 1)", "no_cl (epochs=60)"): 1,
+                     ("tiktok (re-split 1, per-user shares)", "kdiffe"): 2,
+                     ("tiktok (re-split 1, per-user shares)", "no_cl (epochs=30)"): 2,
+                     ("tiktok (re-split 1, per-user shares)", "no_cl (epochs=60)"): 1,
                      ("tiktok (re-split 1, one held out per user)", "kdiffe"): 2}
     published = table[table["dataset"] == "tiktok"].set_index("variant")
     assert published.loc["kdiffe", "test_recall@20 mean"] == pytest.approx(0.11)

@@ -159,7 +159,8 @@ def test_empty_or_old_results_files_read_as_rows_or_none(tmp_path):
     old = [c for c in COLUMNS if c != "l2"]  # a CSV written before the l2 column existed
     pd.DataFrame([{c: "x" for c in old} | {"trial_id": "t1", "epoch": 1}], columns=old).to_csv(tmp_path / "o.csv", index=False)
     frame = read_frame(tmp_path / "o.csv")
-    assert list(frame.columns) == list(COLUMNS) and frame.loc[0, "trial_id"] == "t1" and pd.isna(frame.loc[0, "l2"])
+    assert list(frame.columns) == list(COLUMNS) and frame.loc[0, "trial_id"] == "t1"
+    assert frame.loc[0, "l2"] == "params"  # the default, which every run before the column used
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
