@@ -208,16 +208,23 @@ def load_kg_file(path: Path, n_items: int) -> np.ndarray:
     return np.unique(raw, axis=0)
 
 
-def _per_user_shares(users: np.ndarray, n_users: int, fractions: tuple[float, ...],
-                     rng: np.random.Generator) -> np.ndarray:
-    """Part index (1..len(fractions)) or 0 for each interaction: about ``fractions[k]`` of each
-    user's interactions go to part k + 1 (rounded up or down at random), in a random order, and at
-    least one interaction of every user stays in part 0."""
+def _random_rank(users: np.ndarray, n_users: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Interactions per user, and each interaction's position (0, 1, ...) in a random order of its
+    user's interactions."""
     counts = np.bincount(users, minlength=n_users)
     order = np.lexsort((rng.random(len(users)), users))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(len(users), dtype=np.int64)
     rank[order] = np.arange(len(users)) - starts[users[order]]
+    return counts, rank
+
+
+def _per_user_shares(users: np.ndarray, n_users: int, fractions: tuple[float, ...],
+                     rng: np.random.Generator) -> np.ndarray:
+    """Part index (1..len(fractions)) or 0 for each interaction: about ``fractions[k]`` of each
+    user's interactions go to part k + 1 (rounded up or down at random), in a random order, and at
+    least one interaction of every user stays in part 0."""
+    counts, rank = _random_rank(users, n_users, rng)
     part = np.zeros(len(users), dtype=np.int64)
     room = np.maximum(counts - 1, 0)
     offset = np.zeros(n_users, dtype=np.int64)
@@ -245,12 +252,9 @@ def _one_per_user(users: np.ndarray, n_users: int, val_share: float, rng: np.ran
     """Part index (0 train, 1 validation, 2 test) for each interaction: one random interaction of
     every user with at least two is held out, in validation with probability ``val_share``, else in
     test (the structure of the published TikTok split: one held-out item per user)."""
-    counts = np.bincount(users, minlength=n_users)
-    order = np.lexsort((rng.random(len(users)), users))
-    first = np.zeros(len(users), dtype=bool)
-    first[order[np.concatenate([[0], np.cumsum(counts)[:-1]])[counts > 0]]] = True
+    counts, rank = _random_rank(users, n_users, rng)
     to_val = rng.random(n_users) < val_share
-    held = first & (counts[users] >= 2)
+    held = (rank == 0) & (counts[users] >= 2)
     return np.where(held, np.where(to_val[users], 1, 2), 0)
 
 

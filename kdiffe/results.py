@@ -81,8 +81,7 @@ def result_row(experiment: str, trial_id: str, config: Mapping[str, Any], metric
                variant=config.get("variant"), seed=config.get("seed"), sweep=sweep, status=status,
                error=error, wall_time=wall_time, n_users=n_users, n_items=n_items)
     for name in CONFIG_COLUMNS:
-        value = config.get(name)
-        row[name] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        row[name] = _cell(config.get(name))
     for name in TIME_COLUMNS + METRIC_COLUMNS:
         if name in metrics:
             row[name] = metrics[name]
@@ -94,9 +93,13 @@ def with_config_defaults(frame):
     written before a field existed holds runs that used its default."""
     for name in CONFIG_COLUMNS:
         if name not in frame.columns:
-            default = FIELDS[name].default
-            frame[name] = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            frame[name] = _cell(FIELDS[name].default)
     return frame
+
+
+def _cell(value: Any) -> Any:
+    """A Config value as a CSV cell: sequences (``ks``) as "10,20,50"."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
 def check_columns(columns: Iterable[str], required: Iterable[str], source: str | os.PathLike) -> None:
