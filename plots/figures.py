@@ -66,7 +66,7 @@ from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E40
 from kdiffe.results import (CONFIG_COLUMNS, DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, SELECTION_METRIC,  # noqa: E402
                             SchemaError, best_rows, is_rerun, metric_columns, read_results)
 from kdiffe.errors import UserError, report  # noqa: E402
-from plots import style  # noqa: E402
+from plots import style, tables  # noqa: E402
 
 #: Validation metric that picks each trial's evaluation; the test metrics of that row are plotted.
 SELECTION = SELECTION_METRIC
@@ -315,6 +315,7 @@ def scalability_curves(frame: pd.DataFrame, sweep: str, datasets: Sequence[str],
     configuration (the config column the sweep moves, t or max_users, aside)."""
     trials = scalability_trials(frame, sweep)
     parts = [(style.dataset_name(d), trials[trials["dataset"] == d]) for d in datasets]
+    parts = [(name + (" [no KG]" if tables.ran_without_kg(rows) else ""), rows) for name, rows in parts]
     return labelled_curves(parts, SCALABILITY_MOVES[sweep], "t" if sweep == "t" else "users", SECONDS,
                            label_columns)
 
@@ -447,7 +448,7 @@ def search_panels(best: pd.DataFrame, experiment: str) -> tuple[list[list[Panel]
     datasets = style.ordered(list(trials["dataset"].unique()), paper.DATASETS)
     variants = style.ordered(list(trials["variant"].unique()), paper.VARIANT_ORDER)
     rows: list[list[Panel]] = []
-    tables, notes = [], []
+    found, notes = [], []
     for dataset in datasets:
         part = trials[trials["dataset"] == dataset]
         moved = searched_params(part)
@@ -461,8 +462,8 @@ def search_panels(best: pd.DataFrame, experiment: str) -> tuple[list[list[Panel]
         top = part[SELECTION].max()
         columns = ["experiment", "dataset", "trial_id", "variant", "seed", "epoch"] + \
             [p for p in moved if p != "variant"] + [SELECTION]
-        tables.append(part[columns].assign(best=part[SELECTION] == top))
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        found.append(part[columns].assign(best=part[SELECTION] == top))
+    table = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
     return rows, table, notes
 
 
@@ -725,8 +726,6 @@ def table_ii_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def render_tables(frame: pd.DataFrame, out: Path) -> Rendered:
     """Tables II and III (markdown and CSV) through plots/tables.py; Table III under both selection
     protocols (table_protocols); the re-runs of searches' best configurations (table_search)."""
-    from plots import tables
-
     done = Rendered()
     reruns = frame["experiment"].map(is_rerun)
     suite = frame[~reruns]
@@ -754,8 +753,8 @@ def render_all(frame: pd.DataFrame, out: Path, formats: Sequence[str] = ("png", 
     from plots.claims import write_claims
 
     out.mkdir(parents=True, exist_ok=True)
-    figures, tables = render_figures(frame, out, formats), render_tables(frame, out)
-    return Rendered(figures.written + tables.written + write_claims(frame, out), figures.notes + tables.notes)
+    drawn, tabled = render_figures(frame, out, formats), render_tables(frame, out)
+    return Rendered(drawn.written + tabled.written + write_claims(frame, out), drawn.notes + tabled.notes)
 
 
 # ------------------------------------------------------------------------------------------ CLI

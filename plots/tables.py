@@ -50,17 +50,22 @@ def settings(group: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             for key, part in sorted(parts, key=lambda kv: -len(kv[1]))]
 
 
-def recorded_kg_entities(rows: pd.DataFrame) -> pd.Series:
-    """The rows' kg_entities where recorded (files written before the column existed have none)."""
-    return rows["kg_entities"].dropna() if "kg_entities" in rows.columns else pd.Series(dtype=float)
+def ran_without_kg(rows: pd.DataFrame) -> bool:
+    """Whether the rows record that no KG ran (kg_entities 0 throughout: a dataset without item
+    features); False where files written before the column existed leave it unknown."""
+    entities = rows["kg_entities"].dropna() if "kg_entities" in rows.columns else pd.Series(dtype=float)
+    return bool(len(entities)) and bool((entities == 0).all())
+
+
+def kg_recorded(rows: pd.DataFrame) -> bool:
+    return "kg_entities" in rows.columns and rows["kg_entities"].notna().any()
 
 
 def variant_label(variant: str, setting: str, group: pd.DataFrame) -> str:
     """'kdiffe', 'kdiffe (theta2=4e-05)', and ' [no KG]' when a variant that uses the KG ran without
     one (a dataset without item features: knowledge, diffusion and CL were off)."""
     label = variant + (f" ({setting})" if setting else "")
-    entities = recorded_kg_entities(group)
-    if variant in VARIANT_FLAGS and VARIANT_FLAGS[variant]["use_kg"] and len(entities) and (entities == 0).all():
+    if variant in VARIANT_FLAGS and VARIANT_FLAGS[variant]["use_kg"] and ran_without_kg(group):
         label += " [no KG]"
     return label
 

@@ -119,9 +119,12 @@ def test_scalability_line_and_datasets_without_a_kg():
     assert tiktok["verdict"] == claims.HOLDS and "R² = 1.00" in tiktok["ours"]
     baby = got["Figure 10: seconds per epoch grow about linearly with diffusion steps t on Baby"]
     assert baby["verdict"] == claims.UNTESTABLE and "no item features" in baby["why"]
+    curves, _ = figures.scalability_curves(frame_of(rows), "t", ["tiktok", "baby"])
+    assert sorted(curves) == ["Baby [no KG]", "TikTok"]  # Figure 10's legend says so too
     unrecorded = frame_of(rows).assign(kg_entities=float("nan"))  # files written before the column existed
     got = {r["claim"]: r for r in claims.scalability_claims(unrecorded)}
     assert "do not record whether a KG ran" in got[baby["claim"]]["why"]
+    assert sorted(figures.scalability_curves(unrecorded, "t", ["tiktok", "baby"])[0]) == ["Baby", "TikTok"]
 
 
 def test_protocol_table_shows_both_selections_and_reruns_stay_apart(tmp_path):
