@@ -106,9 +106,8 @@ def number_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             verdict = HOLDS if gap <= spread and (table == "II" or -gap <= spread) else FAILS
             size = f"{abs(gap):.4f}" + (f" ({abs(gap) / std:.1f} std)" if std and not math.isnan(std) else "")
             why = f"ours lower by {size}" if gap > 0 else (f"ours higher by {size}" if gap < 0 else "equal")
-            kg = set(main["kg"].astype(str)) if "kg" in main.columns else {"features"}
-            if kg != {"features"}:
-                why += f"; our KDiffE here uses kg={'/'.join(sorted(kg))}, not a KG built from item features"
+            if tables.other_kg(main):
+                why += f"; our KDiffE here uses kg={tables.other_kg(main)}, not a KG built from item features"
             rows.append(_row(label, f"{reported_value:.3f}", _fmt(mean, std, len(values)), verdict, why))
     return rows
 
@@ -132,14 +131,16 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             p = tables.paired_p(full_values, values)
             ours = f"difference {diff:+.4f} over {len(values)} paired seeds, p = {p:.3g}" if not math.isnan(p) \
                 else f"difference {diff:+.4f}, too few paired seeds for a test"
+            kg = tables.other_kg(main_setting(full))
+            note = f"; our KDiffE here uses kg={kg}, not a KG built from item features" if kg else ""
             if math.isnan(p):
-                rows.append(_row(claim, "holds", ours, UNTESTABLE, "fewer than two paired seeds"))
+                rows.append(_row(claim, "holds", ours, UNTESTABLE, "fewer than two paired seeds" + note))
             elif diff > 0 and p < ALPHA:
-                rows.append(_row(claim, "holds", ours, HOLDS))
+                rows.append(_row(claim, "holds", ours, HOLDS, note[2:]))
             elif p >= ALPHA:
-                rows.append(_row(claim, "holds", ours, FAILS, "no significant difference"))
+                rows.append(_row(claim, "holds", ours, FAILS, "no significant difference" + note))
             else:
-                rows.append(_row(claim, "holds", ours, FAILS, "reversed: the variant is significantly better"))
+                rows.append(_row(claim, "holds", ours, FAILS, "reversed: the variant is significantly better" + note))
     return rows
 
 

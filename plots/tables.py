@@ -61,12 +61,23 @@ def kg_recorded(rows: pd.DataFrame) -> bool:
     return "kg_entities" in rows.columns and rows["kg_entities"].notna().any()
 
 
+def other_kg(rows: pd.DataFrame) -> str:
+    """The rows' KG source when it is not the concept KG built from item features ('file': the
+    dataset's own kg.txt), else ''."""
+    sources = set(rows["kg"].dropna().astype(str)) - {"features"} if "kg" in rows.columns else set()
+    return "/".join(sorted(sources))
+
+
 def variant_label(variant: str, setting: str, group: pd.DataFrame) -> str:
-    """'kdiffe', 'kdiffe (theta2=4e-05)', and ' [no KG]' when a variant that uses the KG ran without
-    one (a dataset without item features: knowledge, diffusion and CL were off)."""
+    """'kdiffe', 'kdiffe (theta2=4e-05)'; ' [no KG]' when a variant that uses the KG ran without
+    one (a dataset without item features: knowledge, diffusion and CL were off), ' [kg=file]' when
+    it ran on the dataset's own kg.txt instead of the concept KG."""
     label = variant + (f" ({setting})" if setting else "")
-    if variant in VARIANT_FLAGS and VARIANT_FLAGS[variant]["use_kg"] and ran_without_kg(group):
-        label += " [no KG]"
+    if variant in VARIANT_FLAGS and VARIANT_FLAGS[variant]["use_kg"]:
+        if ran_without_kg(group):
+            label += " [no KG]"
+        elif other_kg(group):
+            label += f" [kg={other_kg(group)}]"
     return label
 
 
