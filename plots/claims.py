@@ -79,6 +79,12 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{tables.mean_std_text(mean, std)} ({n} seed{'s' * (n != 1)})"
 
 
+def _kg_note(kdiffe_rows: pd.DataFrame) -> str:
+    """'; our KDiffE here uses kg=file, ...' when KDiffE ran on another KG than the concept KG, else ''."""
+    kg = tables.other_kg(kdiffe_rows)
+    return f"; our KDiffE here uses kg={kg}, not a KG built from item features" if kg else ""
+
+
 def number_claims(best: pd.DataFrame) -> list[dict[str, str]]:
     """Tables II and III: each number the paper reports, against ours on the published split."""
     ablation = _ablation(best)
@@ -106,8 +112,7 @@ def number_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             verdict = HOLDS if gap <= spread and (table == "II" or -gap <= spread) else FAILS
             size = f"{abs(gap):.4f}" + (f" ({abs(gap) / std:.1f} std)" if std and not math.isnan(std) else "")
             why = f"ours lower by {size}" if gap > 0 else (f"ours higher by {size}" if gap < 0 else "equal")
-            if tables.other_kg(main):
-                why += f"; our KDiffE here uses kg={tables.other_kg(main)}, not a KG built from item features"
+            why += _kg_note(main)
             rows.append(_row(label, f"{reported_value:.3f}", _fmt(mean, std, len(values)), verdict, why))
     return rows
 
@@ -131,8 +136,7 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             p = tables.paired_p(full_values, values)
             ours = f"difference {diff:+.4f} over {len(values)} paired seeds, p = {p:.3g}" if not math.isnan(p) \
                 else f"difference {diff:+.4f}, too few paired seeds for a test"
-            kg = tables.other_kg(main_setting(full))
-            note = f"; our KDiffE here uses kg={kg}, not a KG built from item features" if kg else ""
+            note = _kg_note(main_setting(full))
             if math.isnan(p):
                 rows.append(_row(claim, "holds", ours, UNTESTABLE, "fewer than two paired seeds" + note))
             elif diff > 0 and p < ALPHA:
