@@ -80,9 +80,13 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 
 def _kg_note(kdiffe_rows: pd.DataFrame) -> str:
-    """'; our KDiffE here uses kg=file, ...' when KDiffE ran on another KG than the concept KG, else ''."""
+    """'our KDiffE here uses kg=file, ...' when KDiffE ran on another KG than the concept KG, else ''."""
     kg = tables.other_kg(kdiffe_rows)
-    return f"; our KDiffE here uses kg={kg}, not a KG built from item features" if kg else ""
+    return f"our KDiffE here uses kg={kg}, not a KG built from item features" if kg else ""
+
+
+def _reasons(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def number_claims(best: pd.DataFrame) -> list[dict[str, str]]:
@@ -112,7 +116,7 @@ def number_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             verdict = HOLDS if gap <= spread and (table == "II" or -gap <= spread) else FAILS
             size = f"{abs(gap):.4f}" + (f" ({abs(gap) / std:.1f} std)" if std and not math.isnan(std) else "")
             why = f"ours lower by {size}" if gap > 0 else (f"ours higher by {size}" if gap < 0 else "equal")
-            why += _kg_note(main)
+            why = _reasons(why, _kg_note(main))
             rows.append(_row(label, f"{reported_value:.3f}", _fmt(mean, std, len(values)), verdict, why))
     return rows
 
@@ -126,6 +130,7 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
         if full.empty:
             continue
         ref = main_setting(full).set_index("seed")["test_recall@20"]
+        note = _kg_note(main_setting(full))
         for variant in ("no_s", "unguided", "no_cl", "lightgcn"):
             cell = per_data[per_data["variant"] == variant]
             claim = f"KDiffE > {paper.VARIANT_NAMES[variant]} on {data} (Recall@20)"
@@ -136,15 +141,15 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             p = tables.paired_p(full_values, values)
             ours = f"difference {diff:+.4f} over {len(values)} paired seeds, p = {p:.3g}" if not math.isnan(p) \
                 else f"difference {diff:+.4f}, too few paired seeds for a test"
-            note = _kg_note(main_setting(full))
             if math.isnan(p):
-                rows.append(_row(claim, "holds", ours, UNTESTABLE, "fewer than two paired seeds" + note))
+                verdict, why = UNTESTABLE, "fewer than two paired seeds"
             elif diff > 0 and p < ALPHA:
-                rows.append(_row(claim, "holds", ours, HOLDS, note[2:]))
+                verdict, why = HOLDS, ""
             elif p >= ALPHA:
-                rows.append(_row(claim, "holds", ours, FAILS, "no significant difference" + note))
+                verdict, why = FAILS, "no significant difference"
             else:
-                rows.append(_row(claim, "holds", ours, FAILS, "reversed: the variant is significantly better" + note))
+                verdict, why = FAILS, "reversed: the variant is significantly better"
+            rows.append(_row(claim, "holds", ours, verdict, _reasons(why, note)))
     return rows
 
 

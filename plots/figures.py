@@ -314,8 +314,10 @@ def scalability_curves(frame: pd.DataFrame, sweep: str, datasets: Sequence[str],
     """Figure 10 curves: mean seconds per epoch at each t (or number of users), per dataset and
     configuration (the config column the sweep moves, t or max_users, aside)."""
     trials = scalability_trials(frame, sweep)
-    parts = [(style.dataset_name(d), trials[trials["dataset"] == d]) for d in datasets]
-    parts = [(name + (" [no KG]" if tables.ran_without_kg(rows) else ""), rows) for name, rows in parts]
+    parts = []
+    for dataset in datasets:
+        rows = trials[trials["dataset"] == dataset]
+        parts.append((style.dataset_name(dataset) + (" [no KG]" if tables.ran_without_kg(rows) else ""), rows))
     return labelled_curves(parts, SCALABILITY_MOVES[sweep], "t" if sweep == "t" else "users", SECONDS,
                            label_columns)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from kdiffe.config import VARIANTS as VARIANT_FLAGS
+from kdiffe.config import FIELDS, VARIANTS as VARIANT_FLAGS
 from kdiffe.paper import PAPER_TABLE_II, PAPER_TABLE_III, VARIANT_ORDER  # noqa: F401  (paper numbers, re-exported)
 from kdiffe.results import CONFIG_COLUMNS, SELECTION_METRIC, best_rows  # the one definition (kdiffe.results)
 
@@ -50,21 +50,21 @@ def settings(group: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             for key, part in sorted(parts, key=lambda kv: -len(kv[1]))]
 
 
+def kg_recorded(rows: pd.DataFrame) -> bool:
+    """Whether the rows record kg_entities (files written before the column existed do not)."""
+    return "kg_entities" in rows.columns and bool(rows["kg_entities"].notna().any())
+
+
 def ran_without_kg(rows: pd.DataFrame) -> bool:
     """Whether the rows record that no KG ran (kg_entities 0 throughout: a dataset without item
-    features); False where files written before the column existed leave it unknown."""
-    entities = rows["kg_entities"].dropna() if "kg_entities" in rows.columns else pd.Series(dtype=float)
-    return bool(len(entities)) and bool((entities == 0).all())
-
-
-def kg_recorded(rows: pd.DataFrame) -> bool:
-    return "kg_entities" in rows.columns and rows["kg_entities"].notna().any()
+    features); False where the column leaves it unknown."""
+    return kg_recorded(rows) and bool((rows["kg_entities"].dropna() == 0).all())
 
 
 def other_kg(rows: pd.DataFrame) -> str:
-    """The rows' KG source when it is not the concept KG built from item features ('file': the
-    dataset's own kg.txt), else ''."""
-    sources = set(rows["kg"].dropna().astype(str)) - {"features"} if "kg" in rows.columns else set()
+    """The rows' KG source when it is not the default, the concept KG built from item features
+    ('file': the dataset's own kg.txt), else ''."""
+    sources = set(rows["kg"].dropna().astype(str)) - {FIELDS["kg"].default} if "kg" in rows.columns else set()
     return "/".join(sorted(sources))
 
 
@@ -74,10 +74,11 @@ def variant_label(variant: str, setting: str, group: pd.DataFrame) -> str:
     it ran on the dataset's own kg.txt instead of the concept KG."""
     label = variant + (f" ({setting})" if setting else "")
     if variant in VARIANT_FLAGS and VARIANT_FLAGS[variant]["use_kg"]:
+        kg = other_kg(group)
         if ran_without_kg(group):
             label += " [no KG]"
-        elif other_kg(group):
-            label += f" [kg={other_kg(group)}]"
+        elif kg:
+            label += f" [kg={kg}]"
     return label
 
 
