@@ -42,6 +42,11 @@ def test_reported_numbers_and_ablation_ordering():
     no_cl = numbers["Table III: KDiffE w/o CL on TikTok, NDCG@20"]  # 0.0560 ± 0.0010 against 0.046
     assert no_cl["verdict"] == claims.FAILS and no_cl["why"].startswith("ours higher by 0.0100")
     assert numbers["Table II: KDiffE on Baby, NDCG@20"]["verdict"] == claims.UNTESTABLE
+    assert numbers["Table II: KDiffE on Baby, NDCG@20"]["why"] == "not run yet"
+    timed = frame_of([trial("scal", "kdiffe", 0, 0.0, dataset="sports", kind="scalability", sweep="t")])
+    without_kg = figures.best_evaluations(pd.concat([frame_of(rows), timed.assign(kg_entities=0)], ignore_index=True))
+    sports = {r["claim"]: r for r in claims.number_claims(without_kg)}["Table II: KDiffE on Sports, Recall@20"]
+    assert sports["verdict"] == claims.UNTESTABLE and sports["why"].startswith("no item features here")
     baby = [trial("abl", "kdiffe", s, 0.05, dataset="baby", kg="file") for s in range(2)]
     on_file = {r["claim"]: r for r in claims.number_claims(figures.best_evaluations(frame_of(rows + baby)))}
     assert on_file["Table II: KDiffE on Baby, Recall@20"]["verdict"] == claims.FAILS

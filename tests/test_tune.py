@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -329,6 +330,28 @@ def test_reproduce_plans_runs_resumes_and_renders(ray_session, tmp_path, capsys)
     assert main([*argv, "--dry-run"]) == 0
     assert "new" not in capsys.readouterr().out.replace("synthetic", "")  # every part is done now
     assert main(["--parts", "everything", "--storage", str(tmp_path)]) == 2
+
+
+def test_reproduce_times_scalability_one_trial_at_a_time(tmp_path, monkeypatch):
+    import plots.figures
+    import tune.cli
+    from tune.reproduce import main
+
+    started = {}
+
+    def start(script, argv):
+        started[script.prog] = argv
+        return 0
+
+    monkeypatch.setattr(tune.cli, "main", start)
+    monkeypatch.setattr(plots.figures, "load_results", lambda root: None)
+    monkeypatch.setattr(plots.figures, "render_all", lambda *args: SimpleNamespace(written=[], notes=[]))
+    assert main(["--datasets", "synthetic", "--parts", "ablation,scalability", "--ablation-seeds", "0",
+                 "--max-concurrent", "3", "--cpus-per-trial", "1", "--storage", str(tmp_path)]) == 0
+    assert set(started) == {"ablations/run.py", "tune/scalability.py"}
+    assert "--max-concurrent" not in started["tune/scalability.py"]
+    assert " --cpus-per-trial 1" in " ".join(started["tune/scalability.py"])
+    assert " --max-concurrent 3" in " ".join(started["ablations/run.py"])
 
 
 def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path, capsys):

@@ -198,6 +198,9 @@ def run_part(storage: Path, part: Part, resources: list[str]) -> int:
     module = {"search": "tune.search", "ablation": "ablations.run", "scalability": "tune.scalability"}[part.script]
     script = import_module(module).SCRIPT
     where = ["--storage", str(storage), "--name", part.name]
+    if part.script == "scalability":  # seconds per epoch: timed one trial at a time, whatever --max-concurrent says
+        resources = [x for flag, value in zip(resources[::2], resources[1::2]) if flag != "--max-concurrent"
+                     for x in (flag, value)]
     if state(storage, part) == "resume":
         return main(script, [*where, "--resume", *resources])
     settings = best_settings(storage, part.after, part.carried) if part.after else []
@@ -236,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default="docs/results", help="folder of every part and of figures/ (default docs/results)")
     parser.add_argument("--cpus-per-trial", default=None)
     parser.add_argument("--gpus-per-trial", default=None)
-    parser.add_argument("--max-concurrent", default=None)
+    parser.add_argument("--max-concurrent", default=None,
+                        help="trials at a time in every part but scalability, which times one trial at a time")
     parser.add_argument("--address", default=None)
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its cost; run nothing")
     parser.add_argument("--render-only", action="store_true", help="draw the figures and tables from what is stored")
