@@ -48,6 +48,8 @@ from tune.cli import Parser, seeds_arg  # noqa: E402
 from tune.store import RECORD_FILE  # noqa: E402
 
 PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search")
+#: Options that choose where and how many trials run, passed on to every part's script.
+RESOURCE_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address")
 #: The grid part, one experiment per figure: q first (with the unguided q grid it makes Figure 5).
 GRID_GROUPS = tuple(FIGURES[n].params for n in (9, 6, 7, 8))
 #: What each searched variant may move in the "search" part.
@@ -190,6 +192,13 @@ def state(storage: Path, part: Part) -> str:
     return "done" if runs and runs[-1].get("exit") == 0 else "resume"
 
 
+def resource_argv(args: argparse.Namespace, part: Part) -> list[str]:
+    """The resource options given to this command, as the part's script takes them; the scalability
+    part, which measures seconds per epoch, runs one trial at a time whatever --max-concurrent says."""
+    flags = [f for f in RESOURCE_FLAGS if not (part.script == "scalability" and f == "max_concurrent")]
+    return [x for f in flags if getattr(args, f) is not None for x in (f"--{f.replace('_', '-')}", getattr(args, f))]
+
+
 def run_part(storage: Path, part: Part, resources: list[str]) -> int:
     from importlib import import_module
 
@@ -198,9 +207,6 @@ def run_part(storage: Path, part: Part, resources: list[str]) -> int:
     module = {"search": "tune.search", "ablation": "ablations.run", "scalability": "tune.scalability"}[part.script]
     script = import_module(module).SCRIPT
     where = ["--storage", str(storage), "--name", part.name]
-    if part.script == "scalability":  # seconds per epoch: timed one trial at a time, whatever --max-concurrent says
-        resources = [x for flag, value in zip(resources[::2], resources[1::2]) if flag != "--max-concurrent"
-                     for x in (flag, value)]
     if state(storage, part) == "resume":
         return main(script, [*where, "--resume", *resources])
     settings = best_settings(storage, part.after, part.carried) if part.after else []
@@ -275,14 +281,12 @@ def main(argv: list[str] | None = None) -> int:
               f"2-core reference machine (about {total_seconds / 3600 / 1.24:.1f} h two at a time)")
     if args.dry_run:
         return 0
-    resources = [x for flag in ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address")
-                 if getattr(args, flag) is not None for x in (f"--{flag.replace('_', '-')}", getattr(args, flag))]
     for part in parts:
         if state(storage, part) == "done":
             continue
         print(f"== {part.name}", flush=True)
         try:
-            code = run_part(storage, part, resources)
+            code = run_part(storage, part, resource_argv(args, part))
         except UserError as exc:
             code = report(exc)
         if code != 0:
