@@ -47,15 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
-    from ray import tune
-
     datasets = tuple(dict.fromkeys(args.dataset))
-    space = {**base, "dataset": tune.grid_search(list(datasets)), "variant": tune.grid_search(args.variants),
-             "seed": tune.grid_search(args.seeds)}
-    return Plan(kind="ablation", name=f"ablation-{'-'.join(datasets)}", param_space=space,
+    cells = [{"dataset": d, "variant": v, "seed": s} for d in datasets for v in args.variants for s in args.seeds]
+    return Plan(kind="ablation", name=f"ablation-{'-'.join(datasets)}", param_space=base, cells=cells,
                 candidates=[{**base, "dataset": d, "variant": v, "seed": args.seeds[0]}
                             for d in datasets for v in args.variants],
-                total=len(datasets) * len(args.variants) * len(args.seeds),
                 params=("dataset", "variant", "seed"), datasets=datasets)
 
 

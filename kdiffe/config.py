@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import UserError
@@ -154,6 +154,17 @@ _POSITIVE_INT = ("epochs", "batch_size", "dim", "layers", "M", "R", "t", "q", "k
                  "links", "kg_iters", "syn_users", "syn_items", "syn_clusters", "syn_interactions")
 _NON_NEGATIVE = ("theta1", "theta2", "xi", "noise_min", "noise_max", "noise_scale", "patience",
                  "concepts", "max_users", "lr", "diff_lr", "cl_block")
+#: integers that seed numpy's legacy RandomState (np.random.seed accepts 0 .. 2**32 - 1 only)
+_SEEDS = ("seed", "resplit")
+MAX_SEED = 2**32 - 1
+MAX_INT = 2**63 - 1  # what numpy and torch take as an integer; anything larger overflows there
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def validate(cfg: Config) -> None:
@@ -172,6 +183,13 @@ def validate(cfg: Config) -> None:
             bad(name, "must be a number")
         elif isinstance(default, str) and not isinstance(value, str):
             bad(name, "must be a string")
+        elif isinstance(default, float) and not _finite(value):
+            bad(name, "must be a finite number")
+        elif isinstance(default, int) and not isinstance(default, bool) and abs(value) > MAX_INT:
+            bad(name, f"must be at most {MAX_INT} in magnitude")
+    for name in _SEEDS:
+        if not 0 <= getattr(cfg, name) <= MAX_SEED:
+            bad(name, f"a seed must be in [0, {MAX_SEED}] (2**32 - 1, numpy's seed range)")
     for name in _POSITIVE_INT:
         if getattr(cfg, name) < 1:
             bad(name, "must be a positive integer")
@@ -210,7 +228,8 @@ def validate(cfg: Config) -> None:
         bad("noise_scale", "must be in (0, 1]")
     if cfg.tau <= 0 or not math.isfinite(cfg.tau):
         bad("tau", "temperature must be > 0")
-    if not cfg.ks or any(k < 1 for k in cfg.ks):
+    if (not isinstance(cfg.ks, tuple) or not cfg.ks
+            or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_INT for k in cfg.ks)):
         bad("ks", "need positive cut-offs")
     name, _, k = cfg.metric.partition("@")
     if name not in ("recall", "ndcg", "precision") or not k.isdigit() or int(k) not in cfg.ks:
@@ -224,7 +243,7 @@ def parse_value(name: str, text: str) -> Any:
     default = FIELDS[name].default
     try:
         if name == "ks":
-            return tuple(int(x) for x in str(text).split(","))
+            return tuple(_parse_int(x) for x in str(text).split(","))
         if isinstance(default, bool):
             if str(text).lower() in ("1", "true", "yes"):
                 return True
@@ -232,17 +251,31 @@ def parse_value(name: str, text: str) -> Any:
                 return False
             raise ValueError
         if isinstance(default, int):
-            as_float = float(text)
-            if as_float != int(as_float):
-                raise ValueError
-            return int(as_float)
+            return _parse_int(text)
         if isinstance(default, float):
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):  # "inf", "nan", "1e400"
+                raise ValueError
+            return value
         if default is None and str(text).lower() in ("none", ""):
             return None
         return str(text)
+    except (ValueError, OverflowError):
+        kind = "integers" if name == "ks" else f"a finite {type(default).__name__}"
+        raise ConfigError(f"{name}={text!r}: expected {kind}") from None
+
+
+def _parse_int(text: str) -> int:
+    """An integer literal ("80") exactly, or a finite float with an integral value ("1e3");
+    ValueError for "inf", "nan", "1e400", "2.5"."""
+    text = str(text).strip()
+    try:
+        return int(text)
     except ValueError:
-        raise ConfigError(f"{name}={text!r}: expected {type(default).__name__}") from None
+        value = float(text)
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(text)
+    return int(value)
 
 
 def from_dict(values: Mapping[str, Any]) -> Config:
@@ -254,8 +287,9 @@ def from_dict(values: Mapping[str, Any]) -> Config:
         if isinstance(value, str) or (name == "ks" and not isinstance(value, tuple)):
             value = parse_value(name, value if isinstance(value, str) else ",".join(map(str, value)))
         elif isinstance(FIELDS[name].default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif isinstance(FIELDS[name].default, int) and isinstance(value, float) and value == int(value):
+            value = float(value) if _finite(value) else value  # too large: validate names it
+        elif (isinstance(FIELDS[name].default, int) and isinstance(value, float) and math.isfinite(value)
+              and value == int(value)):
             value = int(value)
         kwargs[name] = value
     try:

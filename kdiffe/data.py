@@ -8,13 +8,21 @@ graph built in :mod:`kdiffe.knowledge`.
 
 Loading never runs code from a dataset (pickles go through :mod:`kdiffe.safe_pickle`), and
 every file is checked: a malformed one raises :class:`DatasetError` naming it, on one line.
+Only regular files are opened (a FIFO, a device such as /dev/zero, or a folder in a file's
+place is refused); any OSError while looking for or reading the data dir, a dataset folder or
+a file becomes a DatasetError naming that path. Declared sizes are checked against the file's
+content before anything of that size is allocated (:func:`check_declared_shape`, and the
+header of each .npy against its file size). A validation or test split without interactions
+is refused (it would make model selection or the reported metrics meaningless).
 ``kg.txt`` is parsed only when ``Dataset.kg_triples`` is first used (``kg=file``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -25,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import safe_pickle
-from .config import RESPLIT_HOLDOUTS
+from .config import RESPLIT_HOLDOUTS, ConfigError
 from .errors import UserError
 
 
@@ -98,15 +106,120 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 def available_datasets(data_dir: str | os.PathLike | None = None) -> list[str]:
     root = resolve_data_dir(data_dir)
-    if not root.is_dir():
+    if not _is_dir(root):
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "trnMat.pkl").is_file())
+    found = []
+    for name in _list_dir(root):
+        st = _probe(root / name / "trnMat.pkl")
+        if st is not None and stat.S_ISREG(st.st_mode):
+            found.append(name)
+    return sorted(found)
 
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
     """An exception's text on one line, shortened: it goes into a DatasetError message."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _why(exc: BaseException) -> str:
+    """``PermissionError: Permission denied``: an OSError's kind and reason, without its path."""
+    reason = getattr(exc, "strerror", None) or _one_line(exc)
+    return f"{type(exc).__name__}: {reason}"
+
+
+def _probe(path: Path) -> os.stat_result | None:
+    """``os.stat(path)`` (symlinks followed), None when nothing is there; any other failure
+    (permission denied, a loop of links, a name the system refuses) is a DatasetError naming it."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError as exc:  # name the folder that cannot be searched, when it is the parent
+        blocked = path.parent if path.parent != path and not os.access(path.parent, os.X_OK) else path
+        raise DatasetError(f"{blocked}: cannot access ({_why(exc)})") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise DatasetError(f"{path}: cannot access ({_why(exc)})") from None
+
+
+def _is_dir(path: Path) -> bool:
+    st = _probe(path)
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _list_dir(folder: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{folder}: cannot list the folder ({_why(exc)})") from None
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _require_regular(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "another kind of file")
+        raise DatasetError(f"{path}: not a regular file ({kind})")
+
+
+def _open_regular(path: Path):
+    """``path`` opened for binary reading; it must be a regular file once symlinks are followed.
+
+    Checked before opening (so a device is never opened) and again on the open descriptor, which
+    is opened non-blocking: a FIFO swapped in meanwhile is refused instead of waiting for a writer.
+    """
+    st = _probe(path)
+    if st is None:
+        raise DatasetError(f"{path}: file not found")
+    _require_regular(path, st)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read ({_why(exc)})") from None
+    try:
+        _require_regular(path, os.fstat(fd))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_bytes(path: Path) -> bytes:
+    with _open_regular(path) as fh:
+        try:
+            return fh.read()
+        except (OSError, MemoryError) as exc:
+            raise DatasetError(f"{path}: cannot read ({_why(exc)})") from None
+
+
+#: :func:`check_declared_shape`: users + items may be at most this many per training interaction ...
+IDS_PER_INTERACTION = 16
+#: ... plus this many, whatever the interactions (small hand-made datasets)
+IDS_SLACK = 2**16
+
+
+def check_declared_shape(path: Path, shape: tuple[int, int], nnz: int) -> None:
+    """Refuse a training matrix whose declared shape its interactions cannot justify.
+
+    Rule: ``users + items <= IDS_PER_INTERACTION * nnz + IDS_SLACK`` (16 per interaction plus
+    65536). The shape of trnMat.pkl drives every per-user and per-item allocation (CSR row
+    pointers, per-user counts, embedding tables), while a pickle's size grows with nnz only; a
+    forged shape such as (2**31 - 1) x 200 in a 5 KB file would otherwise ask for tens of GiB.
+    Under the rule those allocations stay within a constant factor of the file's arrays plus a
+    few MiB. Real datasets are far inside it: TikTok 16,018 ids for 59,541 train interactions
+    (0.27 per interaction), Baby 26,495 for 118,551 (0.22), Sports 53,955 for 218,409 (0.25).
+    valMat, tstMat and Similarity_*.pkl must match this (checked) shape exactly.
+    """
+    ids, limit = shape[0] + shape[1], IDS_PER_INTERACTION * nnz + IDS_SLACK
+    if ids > limit:
+        raise DatasetError(f"{path}: declares shape {shape} ({ids} users + items) for only {nnz} interactions; "
+                           f"at most {IDS_PER_INTERACTION} ids per interaction + {IDS_SLACK} are accepted "
+                           "(a corrupt or forged shape)")
 
 
 def _binary_csr(matrix: sp.spmatrix) -> sp.csr_matrix:
@@ -132,12 +245,7 @@ def load_sparse_pickle(path: str | os.PathLike) -> sp.coo_matrix:
     COO built from the checked arrays.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({type(exc).__name__}: {_one_line(exc)})") from None
+    data = _read_bytes(path)
     try:
         rows, cols, values, shape = safe_pickle.load_sparse(data)
     except safe_pickle.ForbiddenGlobal as exc:
@@ -166,12 +274,43 @@ def _load_matrix(path: Path, shape: tuple[int, int] | None) -> sp.coo_matrix:
     return sp.coo_matrix((np.ones(int(keep.sum()), np.float32), (coo.row[keep], coo.col[keep])), shape=coo.shape)
 
 
-def _load_features(path: Path, n_items: int) -> np.ndarray:
+def _check_npy_header(path: Path, fh) -> None:
+    """Compare the size an .npy header declares with the data the file holds, before reading.
+
+    ``np.load`` allocates the declared shape first (or fails with a MemoryError); ``np.save``
+    writes exactly header + data, so anything else is a corrupt or forged header. Leaves ``fh``
+    at the start; files that are not .npy (an .npz) are left to ``np.load``.
+    """
+    fmt = np.lib.format
+    if fh.read(len(fmt.MAGIC_PREFIX)) != fmt.MAGIC_PREFIX:
+        fh.seek(0)
+        return
     try:
-        with open(path, "rb") as fh:
-            feats = np.load(fh, allow_pickle=False)
+        fh.seek(0)
+        version = fmt.read_magic(fh)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"unsupported .npy format version {version}")
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(fh)
     except Exception as exc:
         raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__}: {_one_line(exc)})") from None
+    held = os.fstat(fh.fileno()).st_size - fh.tell()
+    fh.seek(0)
+    if dtype.hasobject:  # np.load refuses it (allow_pickle=False) before allocating
+        return
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != held:
+        raise DatasetError(f"{path}: header declares shape {shape} of {dtype} ({declared} bytes) "
+                           f"but the file holds {held} bytes of data")
+
+
+def _load_features(path: Path, n_items: int) -> np.ndarray:
+    with _open_regular(path) as fh:
+        _check_npy_header(path, fh)
+        try:
+            feats = np.load(fh, allow_pickle=False)
+        except Exception as exc:
+            raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__}: {_one_line(exc)})") from None
     if not isinstance(feats, np.ndarray):  # an .npz archive
         raise DatasetError(f"{path}: expected one .npy array, got {type(feats).__name__}")
     if feats.ndim != 2 or feats.shape[0] != n_items or feats.shape[1] == 0:
@@ -191,9 +330,11 @@ def _load_features(path: Path, n_items: int) -> np.ndarray:
 def load_kg_file(path: Path, n_items: int) -> np.ndarray:
     """Read ``item relation entity`` triples; duplicates are dropped."""
     try:
-        with warnings.catch_warnings():
+        with _open_regular(path) as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            raw = np.loadtxt(path, dtype=np.int64, ndmin=2)
+            raw = np.loadtxt(fh, dtype=np.int64, ndmin=2)
+    except DatasetError:
+        raise
     except Exception as exc:
         raise DatasetError(f"{path}: expected lines of three integers 'head relation tail' "
                            f"({_one_line(exc)})") from None
@@ -299,18 +440,32 @@ def _check_disjoint(a: sp.csr_matrix, b: sp.csr_matrix, what: str) -> None:
         raise DatasetError(f"{what}: {overlap} user-item pairs appear in both splits")
 
 
+def _require_interactions(matrix: sp.spmatrix, path: Path, what: str) -> None:
+    if matrix.nnz == 0:
+        raise DatasetError(f"{path}: holds no interactions; {what}")
+
+
 def load_folder(path: str | os.PathLike, *, seed: int = 0, val_fraction: float = 0.1,
                 name: str | None = None) -> Dataset:
-    """Load and validate one dataset folder in the authors' format."""
+    """Load and validate one dataset folder in the authors' format.
+
+    trnMat.pkl's shape must be justified by its interactions (:func:`check_declared_shape`);
+    valMat.pkl, when present, and tstMat.pkl must hold at least one interaction.
+    """
     folder = Path(path)
-    if not folder.is_dir():
+    if not _is_dir(folder):
         raise DatasetError(f"{folder}: dataset folder not found")
     notes: list[str] = []
     train = _load_matrix(folder / "trnMat.pkl", None)
     if train.nnz == 0:
         raise DatasetError(f"{folder / 'trnMat.pkl'}: the training set is empty")
+    check_declared_shape(folder / "trnMat.pkl", train.shape, train.nnz)
     test = _load_matrix(folder / "tstMat.pkl", train.shape)
-    val = _load_matrix(folder / "valMat.pkl", train.shape) if (folder / "valMat.pkl").exists() else None
+    _require_interactions(test, folder / "tstMat.pkl", "there is nothing to test on")
+    val = _load_matrix(folder / "valMat.pkl", train.shape) if _probe(folder / "valMat.pkl") is not None else None
+    if val is not None:
+        _require_interactions(val, folder / "valMat.pkl", "delete it to have a seeded validation split taken "
+                              "from train (as for a dataset without valMat.pkl)")
     train, test = _binary_csr(train), _binary_csr(test)  # shapes agree: now allocate per row
     _check_disjoint(train, test, f"{folder / 'tstMat.pkl'} vs trnMat.pkl")
     if val is not None:
@@ -321,9 +476,9 @@ def load_folder(path: str | os.PathLike, *, seed: int = 0, val_fraction: float =
         train, val = split_validation(train, val_fraction, seed)
         notes.append(f"no valMat.pkl: derived a validation split of {val.nnz} interactions "
                      f"({val_fraction:.0%} of train, seed {seed})")
-    features = {p.name[: -len("_feat.npy")]: _load_features(p, train.shape[1])
-                for p in sorted(folder.glob("*_feat.npy"))}
-    kg_file = folder / "kg.txt" if (folder / "kg.txt").exists() else None
+    features = {p[: -len("_feat.npy")]: _load_features(folder / p, train.shape[1])
+                for p in _list_dir(folder) if p.endswith("_feat.npy")}
+    kg_file = folder / "kg.txt" if _probe(folder / "kg.txt") is not None else None
     return Dataset(name=name or folder.name, train=_freeze(train), val=_freeze(val), test=_freeze(test),
                    features=features, kg_file=kg_file, notes=tuple(notes))
 
@@ -401,15 +556,32 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
     re-splits its interactions (:func:`resplit`), ``max_users`` > 0 then subsamples users."""
     if name == "synthetic":
         ds = make_synthetic(seed=seed, **(synthetic or {}))
+        # no user with 3 distinct items: nothing left for validation and test
+        _require_split(ds, "syn_items", (synthetic or {}).get("n_items", 400), "the synthetic dataset")
     else:
         root = resolve_data_dir(data_dir)
         folder = root / name
-        if not (folder / "trnMat.pkl").exists():
+        for place in (root, folder):  # an unreadable data dir or folder is named as such
+            _probe(place)
+        if _probe(folder / "trnMat.pkl") is None:
             known = available_datasets(root)
             hint = f"available: {', '.join(known + ['synthetic'])}" if known else \
                 "set --data-dir or KDIFFE_DATA_DIR to the folder holding the datasets"
             raise DatasetError(f"unknown dataset {name!r}: no {folder / 'trnMat.pkl'} ({hint})")
         ds = load_folder(folder, seed=seed, val_fraction=val_fraction, name=name)
+        _require_split(ds, "val_fraction", val_fraction, "the validation split derived from train")
     if resplit_seed:
         ds = resplit(ds, resplit_seed, resplit_ratios, resplit_holdout)
-    return subsample_users(ds, max_users, seed)
+        _require_split(ds, "resplit", resplit_seed, "the re-split (see resplit_ratios, resplit_holdout)")
+    if max_users > 0:
+        ds = subsample_users(ds, max_users, seed)
+        _require_split(ds, "max_users", max_users, f"the subsample of {ds.n_users} users")
+    return ds
+
+
+def _require_split(ds: Dataset, parameter: str, value: object, what: str) -> None:
+    """ConfigError naming ``parameter`` when ``ds`` has an empty validation or test split."""
+    empty = [split for split, m in (("validation", ds.val), ("test", ds.test)) if m.nnz == 0]
+    if empty:
+        raise ConfigError(f"{parameter}={value!r}: {what} leaves the {' and '.join(empty)} split without "
+                          f"interactions ({ds.name}: {ds.train.nnz}/{ds.val.nnz}/{ds.test.nnz} train/val/test)")

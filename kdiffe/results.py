@@ -8,10 +8,13 @@ figure and ``best.json`` quotes.
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import stat
 from typing import Any, Iterable, Mapping
 
-from .config import FIELDS
+from .config import FIELDS, from_dict
 from .errors import UserError
 from .paper import SWEEP_PARAMS  # noqa: F401  (re-exported: the schema's sweep columns)
 
@@ -109,17 +112,110 @@ def check_columns(columns: Iterable[str], required: Iterable[str], source: str |
 
 
 def read_results(path: str | os.PathLike, required: Iterable[str] = REQUIRED):
-    """Load a results CSV as a pandas DataFrame, failing with the names of missing columns."""
+    """Load a results CSV as a pandas DataFrame, failing with the names of missing columns or
+    the first value :func:`check_values` refuses. Only a regular file is opened (no folder, FIFO
+    or device: opened without blocking, then checked)."""
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise SchemaError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"{path}: not a readable CSV ({exc})") from None
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SchemaError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            frame = pd.read_csv(handle)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"{path}: not a readable CSV ({exc})") from None
+        except OSError as exc:
+            raise SchemaError(f"{path}: cannot read ({exc.strerror or exc})") from None
     check_columns(frame.columns, required, path)
-    return with_config_defaults(frame)
+    return check_values(with_config_defaults(frame), path)
+
+
+#: Values of column ``status``: "ok" rows belong to trials that ended on their own rules (their
+#: epochs, patience, or the scheduler's stop); "partial" rows to trials cut short (an interrupted
+#: or failed run; never counted); an "error" row (one per failed trial) may lack every measurement.
+STATUSES = ("ok", "partial", "error")
+SECONDS_COLUMNS = ("seconds_per_epoch", "epoch_seconds", "s_seconds", "wall_time")
+COUNT_COLUMNS = ("n_users", "n_items", "kg_entities")
+METRIC_PATTERN = re.compile(r"(val|test)_(recall|ndcg|precision)@[0-9]+")
+_INT_LIMIT = 2.0 ** 63  #: integers beyond int64 (q = 1e30) are refused
+
+
+def check_values(frame, source: str | os.PathLike):
+    """The value rules of a results file, in one place; returns ``frame`` with its measurement
+    columns (TIME_COLUMNS, metrics) as numbers. Fails with SchemaError naming the column, the
+    first offending row (counted from 1 below the header) and its value:
+
+    status in STATUSES, kind in KINDS ("ok" rows); metrics finite in [0, 1]; epoch a positive integer;
+    seconds finite >= 0; n_users, n_items, kg_entities integers >= 0; empty cells allowed except
+    epoch, the REQUIRED metrics and the non-text Config columns on "ok" rows; each distinct
+    configuration (the Config columns) accepted by :func:`kdiffe.config.from_dict`.
+    """
+    import numpy as np
+    import pandas as pd
+
+    def fail(name: str, rows, why: str) -> None:
+        at = int(np.flatnonzero(np.asarray(rows, bool))[0])
+        value = frame[name].iloc[at]
+        if isinstance(value, str) or pd.isna(value):
+            shown = "empty" if pd.isna(value) else repr(value)
+        else:  # a number as the file most likely spells it: 3 (not 3.0), 1e+30, inf
+            number = float(value)
+            shown = str(int(number)) if number.is_integer() and abs(number) < 1e16 else repr(number)
+        raise SchemaError(f"{source}: column {name}, row {at + 1}: {shown} {why}")
+
+    if "status" in frame.columns and not frame["status"].isin(STATUSES).all():
+        fail("status", ~frame["status"].isin(STATUSES), f"is not one of {', '.join(STATUSES)}")
+    ok = frame["status"].eq("ok").to_numpy() if "status" in frame.columns else np.ones(len(frame), bool)
+    if "kind" in frame.columns and not frame["kind"][ok].isin(KINDS).all():
+        fail("kind", ok & ~frame["kind"].isin(KINDS).to_numpy(), f"is not one of {', '.join(KINDS)}")
+    out = frame.copy()
+    metrics = [c for c in frame.columns if METRIC_PATTERN.fullmatch(c)]
+    for name in [c for c in TIME_COLUMNS if c in frame.columns] + metrics:
+        values = pd.to_numeric(frame[name], errors="coerce")
+        if (values.isna() & frame[name].notna()).any():
+            fail(name, values.isna() & frame[name].notna(), "holds a non-number")
+        out[name] = values
+    for name in [c for c in INT_COLUMNS | set(COUNT_COLUMNS) if c in frame.columns]:
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(float)
+        bad = ~np.isnan(values) & ~((np.abs(values) < _INT_LIMIT) & (np.mod(values, 1) == 0))
+        if bad.any():
+            fail(name, bad, "is not an integer (64-bit)")
+    for names, lo, hi, why in ((metrics, 0.0, 1.0, "is not a number in [0, 1]"),
+                               (("epoch",), 1.0, math.inf, "is not a positive integer"),
+                               (SECONDS_COLUMNS, 0.0, math.inf, "is not a finite number >= 0"),
+                               (COUNT_COLUMNS, 0.0, math.inf, "is not an integer >= 0")):
+        for name in [c for c in names if c in out.columns]:
+            values = out[name].to_numpy(float)
+            bad = ~np.isnan(values) & ~(np.isfinite(values) & (values >= lo) & (values <= hi))
+            if bad.any():
+                fail(name, bad, why)
+    text = {n for n in CONFIG_COLUMNS if isinstance(FIELDS[n].default, str)}
+    needed = ["epoch"] + [c for c in REQUIRED if METRIC_PATTERN.fullmatch(c)]
+    for name in [c for c in needed + [n for n in CONFIG_COLUMNS if n not in text] if c in frame.columns]:
+        if (ok & frame[name].isna().to_numpy()).any():
+            fail(name, ok & frame[name].isna().to_numpy(), 'on a row with status "ok"')
+    columns = [c for c in CONFIG_COLUMNS if c in frame.columns]
+    # one check per configuration; an empty cell is "" in a text column of an "ok" row, else unknown
+    keyed = frame[columns].assign(_ok=ok)
+    firsts = np.flatnonzero(~keyed.duplicated().to_numpy())
+    for at, config in zip(firsts, keyed.iloc[firsts].to_dict("records")):
+        row_ok = config.pop("_ok")
+        values = {k: "" if pd.isna(v) else str(v) if k in text else v for k, v in config.items()
+                  if not pd.isna(v) or (row_ok and k in text)}
+        try:
+            from_dict(values)
+        except UserError as exc:
+            name = str(exc).partition("=")[0]
+            where = f"column {name}, row {at + 1}" if name in columns else f"row {at + 1}"
+            raise SchemaError(f"{source}: {where}: {exc}") from None
+    return out
 
 
 def best_rows(frame, metric: str = SELECTION_METRIC):

@@ -35,6 +35,7 @@ from .data import Dataset, load_dataset
 from .errors import UserError
 from .knowledge import build_knowledge
 from .losses import Objective
+from .memory import check_memory
 from .metrics import Evaluator
 from .model import KDiffE
 from .propagation import propagation_operator
@@ -160,6 +161,8 @@ class Trainer:
         log(ds.summary())
         for note in ds.notes:
             log(note)
+        check_memory(cfg, ds.n_users, ds.n_items, ds.features,  # before S, the KG and the model
+                     ds.kg_triples if cfg.use_kg and cfg.kg == "file" else None, self.device, ds.name)
         self.s_seconds = 0.0
         s = None
         if cfg.use_s:

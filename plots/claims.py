@@ -45,7 +45,7 @@ COLUMNS = ("claim", "paper", "ours", "verdict", "why")
 def claims(frame: pd.DataFrame) -> pd.DataFrame:
     """Every claim with our measurement and verdict (columns :data:`COLUMNS`), from a tidy results
     frame as :func:`plots.figures.load_results` returns it."""
-    frame = frame[~frame["experiment"].map(is_rerun)]
+    frame = frame[~frame["experiment"].map(is_rerun).astype(bool)]
     best = best_rows(frame)
     rows = number_claims(best) + ordering_claims(best) + optimum_claims(best) + guidance_claims(best) + \
         scalability_claims(frame)
@@ -265,5 +265,5 @@ def write_claims(frame: pd.DataFrame, out: Any) -> list[Any]:
     out = Path(out)
     md, csv = out / "claims.md", out / "claims.csv"
     md.write_text(claims_markdown(table))
-    table.to_csv(csv, index=False)
+    tables.write_csv(table, csv)
     return [md, csv]

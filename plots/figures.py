@@ -64,7 +64,7 @@ from kdiffe import paper  # noqa: E402
 from kdiffe.config import FIELDS  # noqa: E402
 from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import (CONFIG_COLUMNS, DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, SELECTION_METRIC,  # noqa: E402
-                            SchemaError, best_rows, is_rerun, metric_columns, read_results)
+                            best_rows, is_rerun, read_results)
 from kdiffe.errors import UserError, report  # noqa: E402
 from plots import style, tables  # noqa: E402
 
@@ -74,7 +74,6 @@ METRICS = ("test_recall@20", "test_ndcg@20")
 SECONDS = "seconds_per_epoch"
 TEXT_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "sweep", "status")
 OPTIONAL_COLUMNS = ("n_users", "max_users", "kg_entities")  #: absent columns (older files) read as unknown
-NUMERIC_COLUMNS = ("epoch", SECONDS, "n_users", "max_users", "kg_entities") + metric_columns()
 FORMATS = ("png", "pdf", "svg")
 
 
@@ -124,8 +123,9 @@ class Rendered:
 
 # ---------------------------------------------------------------------------------------- loading
 def find_results(root: Path) -> list[Path]:
-    """``root`` itself if it is a file, else every results.csv below it."""
-    if root.is_file():
+    """``root`` itself if it is not a folder, else every results.csv below it (read_results
+    refuses one that is not a regular file)."""
+    if root.exists() and not root.is_dir():
         return [root]
     if not root.is_dir():
         raise UsageError(f"--results {root}: no such file or folder; run an experiment first "
@@ -138,23 +138,14 @@ def find_results(root: Path) -> list[Path]:
     return files
 
 
-def check_numeric(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
-    """Coerce numeric columns, failing on a value that is not a number."""
-    out = frame.copy()
-    for name in NUMERIC_COLUMNS:
-        if name not in out.columns:
-            continue
-        values = pd.to_numeric(out[name], errors="coerce")
-        bad = out[name][values.isna() & out[name].notna()]
-        if len(bad):
-            raise SchemaError(f"{source}: column {name} holds a non-number ({bad.iloc[0]!r})")
-        out[name] = values
-    return out
-
-
-def load_results(root: Path) -> pd.DataFrame:
-    """All results files under ``root`` as one frame; trial ids made unique across experiments."""
-    frames = [check_numeric(read_results(path, REQUIRED), path) for path in find_results(root)]
+def load_results(root: Path, notes: list[str] | None = None) -> pd.DataFrame:
+    """All results files under ``root`` as one frame (values checked by
+    :func:`kdiffe.results.read_results`); trial ids made unique across experiments. A file with
+    a header but no rows yet adds a note to ``notes``."""
+    paths = find_results(root)
+    frames = [read_results(path, REQUIRED) for path in paths]
+    if notes is not None:
+        notes += [f"{path} skipped: no rows yet" for path, f in zip(paths, frames) if not len(f)]
     non_empty = [f for f in frames if len(f)] or frames[:1]
     frame = pd.concat(non_empty, ignore_index=True).drop_duplicates(ignore_index=True)
     for name in TEXT_COLUMNS:
@@ -709,9 +700,7 @@ def render_figures(frame: pd.DataFrame, out: Path, formats: Sequence[str]) -> Re
     for stem, rows, title, table in jobs:
         with matplotlib.rc_context(style.RC):
             done.written += save(draw(rows, title), out, stem, formats)
-        data = out / f"{stem}.csv"
-        table.to_csv(data, index=False)
-        done.written.append(data)
+        done.written.append(tables.write_csv(table, out / f"{stem}.csv"))
     return done
 
 
@@ -729,7 +718,7 @@ def render_tables(frame: pd.DataFrame, out: Path) -> Rendered:
     """Tables II and III (markdown and CSV) through plots/tables.py; Table III under both selection
     protocols (table_protocols); the re-runs of searches' best configurations (table_search)."""
     done = Rendered()
-    reruns = frame["experiment"].map(is_rerun)
+    reruns = frame["experiment"].map(is_rerun).astype(bool)
     suite = frame[~reruns]
     ablation = suite[suite["kind"] == "ablation"]
     for name, build, write, rows, hint in (
@@ -783,7 +772,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         formats = parse_formats(args.formats)
-        frame = load_results(args.results)
+        skipped: list[str] = []
+        frame = load_results(args.results, skipped)
         default_out = args.results.parent if args.results.is_file() else args.results
         out = args.out or default_out / "figures"
         if out.exists() and not out.is_dir():
@@ -793,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     done = render_all(frame, out, formats)
     for path in done.written:
         print(f"wrote {path}")
-    for note in done.notes:
+    for note in skipped + done.notes:
         print(note, file=sys.stderr)
     return 0
 

@@ -181,10 +181,49 @@ def _fmt(value: float, pattern: str = "{:.4f}") -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
 
 
+_MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "&": "&amp;", "<": "&lt;", "\r": " ", "\n": " "})
+
+
+def markdown_text(value: object) -> str:
+    """Text from result files made inert in a markdown table cell or heading: backslash and ``|``
+    escaped, ``&`` and ``<`` as entities (no tag or entity can start; ``>`` then stays literal,
+    as in "KDiffE > LightGCN"), line breaks as spaces. Every markdown writer in plots/ uses it."""
+    return str(value).translate(_MARKDOWN_ESCAPES)
+
+
+#: First characters a spreadsheet reads as a formula (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_START):
+        try:
+            float(value)  # a number written as text ("-0.0034") stays as is
+        except ValueError:
+            value = "'" + value
+    # pandas leaves a bare CR unquoted and readers start a new row there; a LF gets the cell quoted
+    return value.replace("\r", "\n")
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """``table`` as CSV with text cells that a spreadsheet would run as a formula prefixed with
+    ``'`` and carriage returns in text as line feeds; numbers untouched. Every CSV writer in
+    plots/ uses it."""
+    out = table.copy()
+    for i in [i for i in range(out.shape[1]) if not pd.api.types.is_numeric_dtype(out.iloc[:, i])]:
+        out.iloc[:, i] = out.iloc[:, i].map(_csv_cell)
+    out.to_csv(path, index=False)
+    return Path(path)
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub markdown table (no tabulate dependency); floats with 4 decimals, NaN blank."""
-    cells = [[_fmt(v) if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    """A GitHub markdown table (no tabulate dependency); floats with 4 decimals, NaN blank; text
+    through :func:`markdown_text`."""
+    cells = [[_fmt(v) if isinstance(v, float) else markdown_text(v) for v in row]
+             for row in table.itertuples(index=False)]
+    header = "| " + " | ".join(map(markdown_text, table.columns)) + " |"
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
     return "\n".join([header, rule] + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
@@ -195,7 +234,7 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str) -> tuple[Pa
     out.mkdir(parents=True, exist_ok=True)
     md, csv = out / f"{stem}.md", out / f"{stem}.csv"
     md.write_text(to_markdown(table))
-    table.to_csv(csv, index=False)
+    write_csv(table, csv)
     return md, csv
 
 
@@ -224,7 +263,8 @@ def protocol_table(frame: pd.DataFrame, reference: str = "kdiffe") -> pd.DataFra
 
 def blocks_markdown(table: pd.DataFrame, heading: str) -> str:
     """A readable table with a ``dataset`` column as markdown: one '### <heading>: <dataset>' block each."""
-    return "\n".join(f"### {heading}: {dataset}\n\n" + to_markdown(block.drop(columns="dataset"))
+    return "\n".join(f"### {markdown_text(heading)}: {markdown_text(dataset)}\n\n"
+                     + to_markdown(block.drop(columns="dataset"))
                      for dataset, block in table.groupby("dataset", sort=False))
 
 

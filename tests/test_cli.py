@@ -29,6 +29,14 @@ def test_train_writes_summary(tmp_path):
     (["train", "--dataset", "nowhere"], "unknown dataset 'nowhere'"),
     (["train", "--device", "cuda:0", "--epochs", "1"], "no CUDA device"),
     (["attention", "--dataset", "synthetic", "--M", "0"], "--M >= 1"),
+    (["train", "--set", "M=inf"], "M='inf': expected a finite int"),
+    (["train", "--set", "M=1e400"], "M='1e400': expected a finite int"),
+    (["train", "--set", "xi=nan"], "xi='nan': expected a finite float"),
+    (["train", "--seed", "-1"], "seed=-1: a seed must be in [0, 4294967295]"),
+    (["train", "--set", "seed=99999999999"], "seed=99999999999: a seed must be in"),
+    (["train", "--set", "resplit=4294967296"], "resplit=4294967296: a seed must be in"),
+    (["train", "--variant", "lightgcn", "--set", "dim=1000000000", "--set", "syn_users=60", "--set", "syn_items=40"],
+     "dim=1000000000: the run would need"),
 ])
 def test_user_mistakes_exit_2_with_one_line(tmp_path, args, needle):
     if "cuda" in " ".join(args):

@@ -80,3 +80,38 @@ def test_resplit_config_gives_a_resplit_dataset():
     one = dataset_for(from_dict({"dataset": "synthetic", "resplit": 2, "resplit_holdout": "one"}))
     assert one.name == "synthetic[resplit 2, one held out]"
     assert (np.diff(one.val.indptr) + np.diff(one.test.indptr)).max() == 1
+
+
+@pytest.mark.parametrize("pair", ["M=inf", "M=1e400", "M=nan", "M=-inf", "epochs=1e400", "ks=10,inf",
+                                  "xi=inf", "xi=nan", "lr=1e400", "tau=inf", "restart=-inf", "theta2=nan"])
+def test_non_finite_overrides_name_the_parameter(pair):
+    name, _, text = pair.partition("=")
+    with pytest.raises(ConfigError, match=f"^{name}={re.escape(repr(text))}: expected "):
+        parse_overrides([pair])
+
+
+@pytest.mark.parametrize("values,needle", [
+    ({"M": float("inf")}, "M=inf: must be an integer"), ({"M": float("nan")}, "M=nan: must be an integer"),
+    ({"lr": 10**400}, "lr=1000"), ({"xi": float("inf")}, "xi=inf: must be a finite number"),
+    ({"val_fraction": float("nan")}, "val_fraction=nan"),
+    ({"M": 10**30}, f"M={10**30}: must be at most {2**63 - 1}"), ({"ks": (10, 2**70)}, "ks="),
+])
+def test_non_finite_and_oversized_numbers_are_refused(values, needle):
+    with pytest.raises(ConfigError, match=f"^{re.escape(needle)}"):
+        from_dict(values)
+
+
+def test_integers_parse_exactly():
+    assert parse_overrides(["epochs=12345678901234567", "M=1e3", "R=1_000"]) == {
+        "epochs": 12345678901234567, "M": 1000, "R": 1000}
+
+
+@pytest.mark.parametrize("values,needle", [
+    ({"seed": -1}, "seed=-1"), ({"seed": 2**32}, "seed=4294967296"), ({"seed": 99999999999}, "seed=99999999999"),
+    ({"resplit": 2**32}, "resplit=4294967296"), ({"seed": "99999999999"}, "seed=99999999999"),
+])
+def test_seeds_must_fit_numpys_seed_range(values, needle):
+    with pytest.raises(ConfigError, match=f"^{re.escape(needle)}: a seed must be in \\[0, 4294967295\\]"):
+        from_dict(values)
+    top = from_dict({name: 2**32 - 1 for name in values})
+    assert all(getattr(top, name) == 2**32 - 1 for name in values)

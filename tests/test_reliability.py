@@ -5,7 +5,12 @@
 - a trial's worker process killed mid-trial: Ray restarts the trial, which continues from its own
   last checkpoint, with no evaluation lost or repeated and the same numbers as an uninterrupted run;
 - two Ray nodes on this machine (a head and a worker joined to it, token authentication required):
-  a search with ``--address`` runs trials on both, and both nodes stop at the end.
+  a search with ``--address`` runs trials on both, resumes by name alone, a wrong token is named
+  as such, and both nodes stop at the end;
+- Ctrl-C and SIGTERM (to the driver, or to its whole process group, Ray's processes included)
+  while every trial runs: exit 130 with the resume command, no cut trial counted as finished;
+- two drivers started at once on one experiment: one runs, the other is refused naming it;
+- a full disk (a small tmpfs, when this runs as root): one-line error, then resume completes.
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ def test_killed_driver_resumes_with_only_its_name(tmp_path):
     before = rows_of(experiment)
     assert 2 <= len(before) < 6
     finished = {trial: rows for trial, rows in before.items() if len(rows) == 2}
+    for state in experiment.rglob("experiment_state-*.json"):  # Ray's state, torn: resume never reads it
+        state.write_bytes(state.read_bytes()[:3000 if state.stat().st_size > 3000 else 10])
     resumed = script("tune/search.py", "--storage", str(tmp_path / "runs"), "--name", "killme", "--resume", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:] + resumed.stdout[-3000:]
     after = pd.read_csv(experiment / "results.csv")
@@ -167,7 +174,7 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         nodes.append(worker)
         time.sleep(8)
-        run = script("tune/search.py", *TINY, "--mode", "grid", "--params", "q", "--epochs", "3",
+        run = script("tune/search.py", *TINY, "--mode", "grid", "--params", "q", "--epochs", "10",
                      "--address", f"127.0.0.1:{port}", "--cpus-per-trial", "1", "--max-concurrent", "2",
                      "--storage", str(tmp_path), "--name", "cluster", timeout=300, env=env)
         assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-2000:]
@@ -176,6 +183,17 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
         assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"ok"}
         used = {json.loads(p.read_text())["node"] for p in (tmp_path / "cluster" / "trials").glob("*/worker.json")}
         assert len(used) == 2, used
+        again = script("tune/search.py", "--storage", str(tmp_path), "--name", "cluster", "--resume", timeout=300,
+                       env=env)  # the stored --address, and token mode switched on before Ray is imported
+        assert again.returncode == 0 and "6 of 6 trials ended before" in again.stdout, again.stderr[-3000:]
+        wrong = tmp_path / "wrong_token"
+        wrong.write_text(secrets.token_hex(32))
+        began = time.time()
+        refused = script("tune/search.py", *TINY, "--mode", "grid", "--params", "q", "--address", f"127.0.0.1:{port}", "--storage", str(tmp_path),
+                         "--name", "refused", timeout=120, env={**env, "RAY_AUTH_TOKEN_PATH": str(wrong)})
+        lines = [line for line in refused.stderr.splitlines() if line.strip()]
+        assert refused.returncode == 2 and time.time() - began < 30, refused.stderr[-3000:]
+        assert len(lines) == 1 and "refused this client's authentication token" in lines[0], lines
     finally:
         for node in reversed(nodes):
             node.terminate()
@@ -191,26 +209,106 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
         probe.connect(("127.0.0.1", port))  # the head's GCS is gone
 
 
-def test_ctrl_c_prints_a_resume_command_that_works_as_printed(tmp_path):
-    args = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "15", "--set", "patience=0",
-            "--max-concurrent", "1", "--storage", str(tmp_path), "--name", "stopme"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tune" / "search.py"), *args], cwd=ROOT, text=True,
+@pytest.mark.parametrize("how", ["SIGINT to the group", "SIGTERM to the driver", "SIGTERM to the group"])
+def test_a_stop_while_every_trial_runs_is_an_interruption(tmp_path, how):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) or SIGTERM (``kill``, a
+    scheduler, systemd) while every planned trial runs: exit 130 with the resume command, the cut
+    trials marked partial and never counted, and the printed command finishes the experiment."""
+    args = [*TINY, "--set", "patience=0", "--mode", "random", "--params", "tau", "--num-samples", "2",
+            "--scheduler", "fifo", "--epochs", "60", "--max-concurrent", "2", "--storage", str(tmp_path),
+            "--name", "stopme"]
+    env = {**os.environ, "KDIFFE_STOP_GRACE_S": "5"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tune" / "search.py"), *args], cwd=ROOT, text=True, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     experiment = tmp_path / "stopme"
     try:
-        wait_for(lambda: len(rows_of(experiment)) >= 2, proc, 180, "the second trial started")
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        out, err = proc.communicate(timeout=180)
+        wait_for(lambda: len(rows_of(experiment)) == 2 and all(len(r) >= 2 for r in rows_of(experiment).values()),
+                 proc, 180, "both trials running")
+        signum = signal.SIGINT if how.startswith("SIGINT") else signal.SIGTERM
+        os.killpg(proc.pid, signum) if how.endswith("group") else os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "SIGTERM received" not in err, err[-3000:]
     hint = [line for line in out.splitlines() if line.startswith("interrupted: continue with ")]
     assert len(hint) == 1, out
+    assert "2 trials, 0 failed, 2 cut short" in out and "2/2 trials done" not in out, out
+    frame = pd.read_csv(experiment / "results.csv")
+    assert set(frame["status"]) == {"partial"} and frame["trial_id"].nunique() == 2
+    best = json.loads((experiment / "best.json").read_text())
+    assert best["best"] is None and best["partial_trials"] == 2
+    assert json.loads((experiment / "experiment.json").read_text())["runs"][-1]["exit"] == 130
+    if how != "SIGINT to the group":
+        return
     command = hint[0].removeprefix("interrupted: continue with ").split()
     assert command[:2] == ["python", "tune/search.py"]
     resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     frame = pd.read_csv(experiment / "results.csv")
-    assert frame["trial_id"].nunique() == 6 and len(frame) == 6 * 15 and set(frame["status"]) == {"ok"}
+    assert frame["trial_id"].nunique() == 2 and len(frame) == 2 * 60 and set(frame["status"]) == {"ok"}
     assert not frame.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_two_drivers_started_at_once_run_the_experiment_once(tmp_path):
+    args = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "2", "--storage", str(tmp_path), "--name", "twice"]
+    runs = [subprocess.Popen([sys.executable, str(ROOT / "tune" / "search.py"), *args], cwd=ROOT, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) for _ in range(2)]
+    try:
+        outs = [run.communicate(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+    codes = sorted(run.returncode for run in runs)
+    assert codes == [0, 2], [err[-2000:] for _, err in outs]
+    refused = [err for run, (_, err) in zip(runs, outs) if run.returncode == 2][0]
+    winner = [run for run in runs if run.returncode == 0][0]
+    lines = [line for line in refused.splitlines() if line.strip()]
+    assert len(lines) == 1 and "twice is being run by another driver" in lines[0], refused
+    assert f"host {socket.gethostname()}, pid {winner.pid}" in lines[0]
+    frame = pd.read_csv(tmp_path / "twice" / "results.csv")
+    assert frame["trial_id"].nunique() == 6 and len(frame) == 12
+    assert len(json.loads((tmp_path / "twice" / "experiment.json").read_text())["runs"]) == 1
+
+
+def _small_tmpfs(path: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_full_disk_fails_cleanly_and_resume_completes_every_epoch_once(tmp_path):
+    """A real full disk (a 3 MB tmpfs, nearly filled): trials that cannot write fail (saying the
+    disk is full), the driver ends with its summary or one error line, never a traceback of its
+    own, and experiment.json stays whole; once space is back, --resume gives every (trial, epoch)
+    exactly once. tests/test_tune.py's patched write covers the driver's own writes failing."""
+    disk = tmp_path / "disk"
+    if not _small_tmpfs(disk, "3m"):
+        pytest.skip("needs root to mount a small tmpfs (test_tune.py covers a patched full disk)")
+    try:
+        ballast = disk / "ballast"
+        ballast.write_bytes(b"\0" * (1700 * 1024))
+        args = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "3", "--max-failures", "0",
+                "--storage", str(disk), "--name", "full"]
+        run = script("tune/search.py", *args)
+        ours = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+        if run.returncode == 2:  # the driver's own writes hit the full disk
+            assert len(ours) == 1 and "No space left on device" in ours[0] and "--resume" in ours[0], run.stderr
+        else:  # only trials did: they failed, the driver summed up
+            assert run.returncode in (0, 1) and not ours, run.stdout[-2000:] + run.stderr[-3000:]
+            assert "failed" in run.stdout and "No space left on device" in run.stdout, run.stdout[-3000:]
+        record = json.loads((disk / "full" / "experiment.json").read_text())  # whole, not torn
+        assert record["runs"][-1]["command"][0] == "tune/search.py"
+        ballast.unlink()
+        resumed = script("tune/search.py", "--storage", str(disk), "--name", "full", "--resume")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        frame = pd.read_csv(disk / "full" / "results.csv")
+        assert frame["trial_id"].nunique() == 6 and len(frame) == 18 and set(frame["status"]) == {"ok"}
+        assert not frame.duplicated(["trial_id", "epoch"]).any()
+        assert not list(disk.rglob("state.new")) and not list(disk.rglob("*.tmp"))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

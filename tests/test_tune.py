@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -409,7 +410,7 @@ def test_reproduce_search_reruns_each_searched_best_with_the_ablation_seeds(ray_
         assert f"lr={best['lr']!r}" in command["runs"][0]["command"]
 
 
-def test_resume_of_a_run_killed_before_ray_saved_state_starts_it_again(ray_session, tmp_path, capsys):
+def test_resume_of_a_run_killed_before_any_trial_wrote_runs_every_trial(ray_session, tmp_path, capsys):
     from tune.search import main
 
     argv = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "1", "--storage", str(tmp_path), "--name", "early"]
@@ -420,10 +421,50 @@ def test_resume_of_a_run_killed_before_ray_saved_state_starts_it_again(ray_sessi
             shutil.rmtree(name) if name.is_dir() else name.unlink()
     (folder / "trials" / "stale_00000").mkdir(parents=True)
     assert main(["--storage", str(tmp_path), "--name", "early", "--resume"]) == 0
-    assert "starting it again" in capsys.readouterr().out
+    assert "0 of 6 trials ended before; 6 to run" in capsys.readouterr().out
     frame = pd.read_csv(folder / "results.csv")
     assert frame["trial_id"].nunique() == 6 and "stale_00000" not in set(frame["trial_id"])
     assert len(json.loads((folder / "experiment.json").read_text())["runs"]) == 2
+
+
+class _Planted:
+    """A pickle that, when loaded, writes a file: what a hostile tuner.pkl would do."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (Path(self.target).write_text, ("code ran",))
+
+
+def test_resume_ignores_a_torn_or_planted_ray_state(ray_session, tmp_path, capsys):
+    """Resume rebuilds the work from the trial records: a truncated experiment_state, a planted
+    tuner.pkl (and one in every Ray folder) neither repeat a trial nor run code."""
+    import pickle
+
+    from tune.search import main
+
+    argv = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "2", "--storage", str(tmp_path), "--name", "torn"]
+    assert main(argv) == 0
+    folder = tmp_path / "torn"
+    before = pd.read_csv(folder / "results.csv")
+    ran = tmp_path / "planted-code-ran"
+    states = list(folder.rglob("experiment_state-*.json"))
+    assert states  # Ray did write its state; it is only never read
+    for state in states:
+        state.write_bytes(state.read_bytes()[:300])
+    for place in [folder, *{p.parent for p in folder.rglob("*") if p.is_file()}]:
+        (place / "tuner.pkl").write_bytes(pickle.dumps(_Planted(ran)))
+    (folder / "trials" / before["trial_id"].iloc[0] / "end.json").unlink()  # one trial cut short
+    assert main(["--storage", str(tmp_path), "--name", "torn", "--resume"]) == 0
+    assert "5 of 6 trials ended before; 1 to run" in capsys.readouterr().out
+    assert not ran.exists()
+    after = pd.read_csv(folder / "results.csv")
+    assert after["trial_id"].nunique() == 6 and len(after) == 12 and set(after["status"]) == {"ok"}
+    assert not after.duplicated(["trial_id", "epoch"]).any()
+    keep = ["trial_id", "epoch", "val_recall@20", "test_ndcg@20"]
+    pd.testing.assert_frame_equal(after[keep].sort_values(keep[:2]).reset_index(drop=True),
+                                  before[keep].sort_values(keep[:2]).reset_index(drop=True))
 
 
 def test_default_grace_period_waits_until_early_validation_predicts_the_ranking():
@@ -436,3 +477,154 @@ def test_default_grace_period_waits_until_early_validation_predicts_the_ranking(
     low = table[table["spearman"] < 0.6]["epoch"]
     predictive_from = int(low.max()) + 1 if len(low) else 1
     assert 2 <= predictive_from <= DEFAULT_GRACE_PERIOD
+
+
+# ---------------------------------------------------------------------------------- the experiment store
+def test_trial_keys_name_cells_the_same_way_every_time():
+    from tune.keys import KEY, KeyBook, digest, keyed
+
+    cells = keyed([{"q": 1, "seed": 0}, {"seed": 0, "q": 1}, {"q": 2, "seed": 0}])
+    assert cells[0][KEY] == digest({"q": 1, "seed": 0}) and len(cells[0][KEY]) == 10
+    assert cells[1][KEY] == cells[0][KEY] + "-2"  # the same cell planned twice: two trials, two keys
+    assert cells[2][KEY] != cells[0][KEY] and keyed([{"q": 2, "seed": 0}])[0][KEY] == cells[2][KEY]
+    book = KeyBook(taken=[digest({"q": 1})], resumable={"abc": {"q": 3}})
+    assert book.key({"q": 1}) == digest({"q": 1}) + "-2"  # taken by a trial that ended
+    assert book.key({"q": 3}) == "abc"  # a resumed trial gets its old key back, once
+    assert book.key({"q": 3}) == digest({"q": 3})
+
+
+def test_random_search_draws_its_trials_from_its_seed():
+    from kdiffe.paper import JOINT_RANGES
+    from tune.spaces import sample_points
+
+    params = ("M", "xi", "theta1", "t", "variant")
+    first, again, other = (sample_points(params, 50, s) for s in (7, 7, 8))
+    assert first == again and first != other
+    for point in first:
+        assert 30 <= point["M"] <= 150 and isinstance(point["M"], int) and 0 <= point["xi"] <= 1
+        assert 1e-4 <= point["theta1"] <= 1 and point["t"] in JOINT_RANGES["t"][1]
+    assert {p["M"] for p in first} != {first[0]["M"]}
+
+
+def test_names_must_stay_inside_the_storage(tmp_path, capsys):
+    from tune.search import main
+    from tune.store import experiment_path
+
+    storage = tmp_path / "store"
+    for name in ("../../escaped", str(tmp_path / "abs"), "a/../../b", "x//y"):
+        line = one_line_error(capsys, main, [*TINY, "--mode", "grid", "--params", "q", "--storage", str(storage), "--name", name])
+        assert line.startswith("error: --name ") and name in line and "inside --storage" in line
+    (storage / "link").parent.mkdir(parents=True, exist_ok=True)
+    (storage / "link").symlink_to(tmp_path)
+    assert "leads outside --storage" in one_line_error(capsys, main, [*TINY, "--mode", "grid", "--params", "q", "--storage",
+                                                                     str(storage), "--name", "link/exp"])
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "abs").exists()
+    assert experiment_path(storage.resolve(), "x/y") == storage.resolve() / "x" / "y"  # nested names stay allowed
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-concurrent", "0"], "--max-concurrent: must be >= 1"),
+    (["--seeds", "0-100000000"], "100,000,001 seeds; at most 10,000"),
+    (["--seeds", "4294967296"], "at most 4294967295"),
+    (["--set", "M=inf"], "M='inf': expected a finite int"), (["--set", "M=1e400"], "M='1e400': expected a finite int"),
+    (["--set", "seed=99999999999"], "seed=99999999999: a seed must be in [0, 4294967295]"),
+    (["--mode", "random", "--num-samples", "60000", "--seeds", "0-1"], "120,000 trials planned; at most 100,000"),
+])
+def test_impossible_run_options_are_one_line_errors(capsys, tmp_path, args, message):
+    import time
+
+    from tune.search import main
+
+    began = time.monotonic()
+    argv = [*TINY, "--mode", "grid", "--params", "q", *args, "--storage", str(tmp_path), "--name", "x"]
+    assert message in one_line_error(capsys, main, argv)
+    assert time.monotonic() - began < 20
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_address_where_nothing_listens_fails_at_once(tmp_path):
+    import time
+
+    began = time.monotonic()
+    run = script("tune/search.py", *TINY, "--mode", "grid", "--params", "q", "--address", "127.0.0.1:1",
+                 "--storage", str(tmp_path), timeout=120)
+    assert run.returncode == 2 and time.monotonic() - began < 60
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert lines == ["error: --address 127.0.0.1:1: no Ray cluster there (Connection refused)"], run.stderr
+
+
+def test_one_driver_per_experiment(tmp_path, capsys):
+    import socket
+
+    from tune.lock import ExperimentLock
+    from tune.search import main
+    from tune.store import ExperimentError
+
+    folder = tmp_path / "exp"
+    with ExperimentLock(folder, "first"):
+        with pytest.raises(ExperimentError, match=f"host {socket.gethostname()}, pid {os.getpid()}"):
+            ExperimentLock(folder).acquire()
+        line = one_line_error(capsys, main, [*TINY, "--mode", "grid", "--params", "q", "--storage", str(tmp_path), "--name", "exp"])
+        assert f"exp is being run by another driver (host {socket.gethostname()}, pid {os.getpid()}" in line
+    assert not folder.exists()  # a lock that held nothing else leaves no folder behind
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder.mkdir()
+    (folder / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
+    said = []
+    with ExperimentLock(folder, log=said.append) as lock:  # a dead driver's lock is taken over, and said so
+        assert json.loads((folder / ".lock").read_text())["pid"] == os.getpid() and lock.fd is not None
+    assert len(said) == 1 and f"pid {int(dead.stdout)}" in said[0] and "gone" in said[0]
+    assert (folder / ".lock").read_text() == ""
+    (folder / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    with pytest.raises(ExperimentError, match="driver on another host .*host elsewhere, pid 1"):
+        ExperimentLock(folder).acquire()
+
+
+def test_a_full_disk_stops_the_driver_cleanly_and_resume_completes(ray_session, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from tune import store
+    from tune.search import main
+
+    real = store.write_atomic
+
+    def full(path, text):
+        if path.name in ("results.csv", "best.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(store, "write_atomic", full)
+    argv = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "2", "--storage", str(tmp_path), "--name", "full"]
+    line = one_line_error(capsys, main, argv)
+    assert "results.csv: No space left on device; nothing that finished is lost" in line and "--resume" in line
+    folder = tmp_path / "full"
+    record = json.loads((folder / "experiment.json").read_text())
+    assert record["runs"][-1]["exit"] == 2 and not (folder / "results.csv").exists()
+    monkeypatch.setattr(store, "write_atomic", real)
+    assert main(["--storage", str(tmp_path), "--name", "full", "--resume"]) == 0
+    frame = pd.read_csv(folder / "results.csv")
+    assert frame["trial_id"].nunique() == 6 and len(frame) == 12 and set(frame["status"]) == {"ok"}
+    assert "6 of 6 trials ended before; 0 to run" in capsys.readouterr().out
+
+
+def test_optuna_resume_keeps_ended_trials_and_continues_cut_ones(ray_session, tmp_path, capsys):
+    from tune.search import main
+
+    argv = [*TINY, "--set", "patience=0", "--mode", "optuna", "--params", "tau,q", "--num-samples", "4",
+            "--scheduler", "fifo", "--epochs", "3", "--storage", str(tmp_path), "--name", "opt"]
+    assert main(argv) == 0
+    folder = tmp_path / "opt"
+    before = pd.read_csv(folder / "results.csv")
+    cut, gone = sorted(before["trial_id"].unique())[:2]
+    (folder / "trials" / cut / "end.json").unlink()  # as if killed before its end was written
+    shutil.rmtree(folder / "trials" / gone)  # as if killed before it began
+    capsys.readouterr()
+    assert main(["--storage", str(tmp_path), "--name", "opt", "--resume"]) == 0
+    assert "2 of 4 trials ended before; 2 to run (1 of them continue from their checkpoints)" in capsys.readouterr().out
+    after = pd.read_csv(folder / "results.csv")
+    assert after["trial_id"].nunique() == 4 and len(after) == 12 and set(after["status"]) == {"ok"}
+    assert not after.duplicated(["trial_id", "epoch"]).any() and cut in set(after["trial_id"])
+    keep = ["epoch", "tau", "q", "val_recall@20"]
+    for trial in set(before["trial_id"]) - {gone}:  # ended trials kept, the cut one continued as itself
+        pd.testing.assert_frame_equal(after[after["trial_id"] == trial][keep].reset_index(drop=True),
+                                      before[before["trial_id"] == trial][keep].reset_index(drop=True))

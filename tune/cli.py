@@ -12,21 +12,28 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
 import sys
+import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 from kdiffe.config import ConfigError, from_dict, parse_overrides
 from kdiffe.data import available_datasets, load_dataset, resolve_data_dir
-from kdiffe.errors import UserError, report
+from kdiffe.errors import EXIT_USAGE, UserError, report
 from kdiffe.knowledge import default_concepts
+from kdiffe.memory import check_memory
 from kdiffe.results import DEFAULT_STORAGE, RESULTS_FILE, best_evaluation
 from kdiffe.trainer import dataset_for
 
 from .experiment import DEFAULT_GRACE_PERIOD, Experiment, Outcome, check_resources, run, set_ray_env, start_ray
-from .store import ExperimentError, check_storage, end_record, load_record, start_record
+from .lock import LOCK_FILE, ExperimentLock
+from .store import (RECORD_FILE, ExperimentError, assemble, check_storage, disk_full, end_record, experiment_path,
+                    load_record, start_record, write_best)
 from .trainable import resolve_trial_config
 
 #: Options that may change on --resume: they decide where and how fast trials run, not what they compute.
@@ -48,7 +55,7 @@ def non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
         if not math.isfinite(value) or value < 0:
             raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
@@ -57,20 +64,47 @@ def non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+#: At most this many seeds (and trials) in one experiment: more is a typo, and would take hours to plan.
+MAX_SEEDS = 10_000
+MAX_TRIALS = 100_000
+MAX_SEED = 2**32 - 1  #: numpy's seeds are 32-bit
+
+
 def seeds_arg(text: str) -> list[int]:
     """argparse type, the same in every script: '2024' -> [2024]; '0,7,42' -> those; '0-4' -> 0..4."""
-    seeds: list[int] = []
+    spans: list[tuple[int, int]] = []
     try:
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
             low, dash, high = part.partition("-") if not part.startswith("-") else (part, "", "")
-            seeds += list(range(int(low), int(high) + 1)) if dash else [int(part)]
+            spans.append((int(low), int(high)) if dash else (int(part), int(part)))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2 or 0-4, got {text!r}") from None
-    if not seeds or min(seeds) < 0:
+    if not spans or min(low for low, _ in spans) < 0:
         raise argparse.ArgumentTypeError(f"expected seeds >= 0 such as 0,1,2 or 0-4, got {text!r}")
+    if max(high for _, high in spans) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text}: seeds must be at most {MAX_SEED} (numpy's 32-bit seeds)")
+    count = sum(max(0, high - low + 1) for low, high in spans)
+    if count > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"{text}: {count:,} seeds; at most {MAX_SEEDS:,} in one experiment")
+    seeds = [seed for low, high in spans for seed in range(low, high + 1)]
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2 or 0-4, got {text!r}")
     return list(dict.fromkeys(seeds))
+
+
+def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse type: ``kind(text)`` that must be >= 1."""
+    base = non_negative(kind)
+
+    def parse(text: str) -> Any:
+        value = base(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +117,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads per trial (default: up to 4, as many trials as the CPUs hold)")
     parser.add_argument("--gpus-per-trial", type=non_negative(float), default=0.0,
                         help="fraction of a GPU per trial, e.g. 0.25 packs four trials on one GPU")
-    parser.add_argument("--max-concurrent", type=non_negative(int), default=None, help="trials running at once")
+    parser.add_argument("--max-concurrent", type=positive(int), default=None,
+                        help="trials running at once (default: as many as the CPUs hold)")
     parser.add_argument("--max-failures", type=non_negative(int), default=1,
                         help="times Ray restarts a failed trial from its last checkpoint (default 1)")
     parser.add_argument("--address", default=None,
@@ -107,13 +142,14 @@ def given_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[
 # ------------------------------------------------------------------------------ plan and checks
 @dataclass
 class Plan:
-    """The trials of one experiment, as a script defines them."""
+    """The trials of one experiment, as a script defines them: a list of cells (the values each
+    trial sets over ``param_space``), or, for optuna, ``param_space`` holding the distributions."""
 
     kind: str
     name: str  #: default experiment name
-    param_space: dict[str, Any]
+    param_space: dict[str, Any]  #: Config values every trial shares (and optuna's distributions)
     candidates: list[dict[str, Any]]  #: configurations checked before any trial starts
-    total: int  #: trials planned
+    cells: list[dict[str, Any]] | None = None  #: planned trials (None: optuna suggests them)
     params: tuple[str, ...] = ()  #: parameters that move between trials
     metric: str = "val_recall@20"
     num_samples: int = 1
@@ -123,6 +159,11 @@ class Plan:
     max_concurrent: int | None = None  #: the script's default (scalability: 1)
     grace_period: int = DEFAULT_GRACE_PERIOD  #: ASHA: evaluations before a trial may be stopped
     datasets: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """Trials planned."""
+        return len(self.cells) if self.cells is not None else self.num_samples
 
 
 @dataclass
@@ -163,7 +204,8 @@ def validate_configs(candidates: Iterable[Mapping[str, Any]]) -> None:
 
     Each candidate (flat Config fields, optionally a grid ``point``) goes through
     ``kdiffe.config.from_dict``; its dataset is loaded once per (dataset, size) to check q
-    against the concept entities per relation and max_users against the users.
+    against the concept entities per relation, max_users against the users, and the memory a
+    trial would need against this machine's (kdiffe.memory).
     """
     datasets: dict[tuple[Any, ...], Any] = {}
     for values in candidates:
@@ -179,6 +221,9 @@ def validate_configs(candidates: Iterable[Mapping[str, Any]]) -> None:
                               f"on {config.dataset}")
         if config.max_users > ds.n_users:
             raise ConfigError(f"max_users={config.max_users}: {config.dataset} has only {ds.n_users} users")
+        if config.device in ("auto", "cpu"):  # a GPU trial's memory is checked where it runs
+            check_memory(config, ds.n_users, ds.n_items, ds.features,
+                         ds.kg_triples if config.use_kg and config.kg == "file" else None, "cpu", config.dataset)
 
 
 def evaluations(epochs: int, eval_every: int) -> int:
@@ -224,72 +269,167 @@ def main(script: Script, argv: Sequence[str] | None = None) -> int:
         return _main(script, argv)
     except UserError as exc:
         return report(exc)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before any trial started
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+EXIT_INTERRUPTED = 130
+
+
+class SigtermStop:
+    """SIGTERM (``kill``, systemd, a cluster scheduler) stops the experiment as Ctrl-C does: Ray
+    Tune's SIGINT handler ends the run cleanly and ``--resume`` continues it. Installed after
+    ``ray.init``, whose own handler would abort the driver with a core dump.
+
+    When the signal went to Ray's own processes too (``kill`` of the process group, systemd's
+    stop), Ray cannot end the run cleanly. So if the run has not ended ``grace`` seconds after the
+    signal (default 20, ``$KDIFFE_STOP_GRACE_S``; or at a second SIGTERM), the driver ends it
+    itself: results.csv and best.json from the trial records (they need no Ray), the run closed
+    in experiment.json with exit 130, the resume command, and exit 130.
+    """
+
+    def __init__(self, close: Callable[[], None], grace: float | None = None) -> None:
+        grace = float(os.environ.get("KDIFFE_STOP_GRACE_S", 20.0)) if grace is None else grace
+        self.close, self.grace, self.signalled = close, grace, False
+        self.timer: threading.Timer | None = None
+        self.previous: Any = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self.handler)
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.signalled:
+            self.end()
+        self.signalled = True
+        self.timer = threading.Timer(self.grace, self.end)
+        self.timer.daemon = True
+        self.timer.start()
+        signal.raise_signal(signal.SIGINT)
+
+    def cancel(self) -> None:
+        """The run ended by itself: no forced end any more."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def end(self) -> None:
+        try:
+            self.close()
+        finally:
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
 
 
 def _main(script: Script, argv: list[str]) -> int:
     started = time.monotonic()
     args = build_parser(script).parse_args(argv)
     given = given_options(build_parser(script), argv)
-    set_ray_env(args.address, args.verbose)  # before the plan imports Ray
     storage = Path(args.storage).expanduser().resolve()
     check_storage(storage)
-    record = None
-    if args.resume:
-        if not args.name:
-            raise ExperimentError("--resume needs --name (the experiment folder under --storage)")
-        if not (storage / args.name).is_dir():
-            raise ExperimentError(f"--resume: no experiment at {storage / args.name}")
-        args, record = resolve_resume(args, given, storage / args.name)
-    elif getattr(args, "dataset", None) is None:
-        raise UserError("--dataset is required")
-    args.data_dir = str(resolve_data_dir(args.data_dir))
-    overrides = parse_overrides(args.overrides)
-    for key, option in script.fixed:
-        if key in overrides:
-            raise ConfigError(f"--set {key}=...: {script.prog} sets {key} itself; use {option}")
-    base = base_values(args, script.defaults(args))
-    plan = script.plan(args, base)
-    for dataset in plan.datasets:
-        check_dataset(dataset, base["data_dir"])
-    validate_configs(plan.candidates)
-    name = args.name or plan.name
-    path = storage / name
-    if not args.resume and path.exists() and any(path.iterdir()):
-        raise ExperimentError(f"{path} exists; continue it with --name {name} --resume, or choose another --name")
-    exp = Experiment(name=name, storage=storage, kind=plan.kind, total=plan.total, params=plan.params,
-                     param_space={**plan.param_space, "experiment": name, "kind": plan.kind, "results_dir": str(path)},
-                     metric=plan.metric, num_samples=plan.num_samples, search=plan.search, scheduler=plan.scheduler,
-                     max_t=evaluations(base["epochs"], base.get("eval_every", 1)), seed=plan.seed,
-                     grace_period=plan.grace_period,
-                     cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                     max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
-                     address=args.address, resume=args.resume, verbose=args.verbose)
-    start_ray(args.address, args.verbose)
-    print(check_resources(exp), flush=True)
-    settings = {k: v for k, v in vars(args).items() if k not in LOCATION_OPTIONS}
-    path.mkdir(parents=True, exist_ok=True)
-    record = start_record(path, script.prog, [script.prog, *argv], settings, record)
-    code = 1
-    try:
-        outcome = run(exp)
-        print(f"results: {exp.path / RESULTS_FILE} ({len(outcome.frame)} rows); best: {exp.path / 'best.json'}")
-        lines, code = script.finish(outcome, exp, args)
-        if outcome.interrupted:
-            lines.append(f"interrupted: continue with python {script.prog} --storage {storage} --name {name} --resume")
-            code = 130
-        print("\n".join(lines))
-    finally:
-        end_record(path, record, code, time.monotonic() - started)
-    return code
+    with ExitStack() as stack:
+        record = None
+        if args.resume:
+            if not args.name:
+                raise ExperimentError("--resume needs --name (the experiment folder under --storage)")
+            path = experiment_path(storage, args.name)
+            if not path.is_dir():
+                raise ExperimentError(f"--resume: no experiment at {path}")
+            stack.enter_context(ExperimentLock(path, " ".join([script.prog, *argv])))
+            args, record = resolve_resume(args, given, path)
+        elif getattr(args, "dataset", None) is None:
+            raise UserError("--dataset is required")
+        elif args.name:
+            experiment_path(storage, args.name)
+        set_ray_env(args.address, args.verbose)  # with the stored --address on resume; before anything imports Ray
+        args.data_dir = str(resolve_data_dir(args.data_dir))
+        overrides = parse_overrides(args.overrides)
+        for key, option in script.fixed:
+            if key in overrides:
+                raise ConfigError(f"--set {key}=...: {script.prog} sets {key} itself; use {option}")
+        base = base_values(args, script.defaults(args))
+        plan = script.plan(args, base)
+        if plan.total > MAX_TRIALS:
+            raise ConfigError(f"{plan.total:,} trials planned; at most {MAX_TRIALS:,} in one experiment")
+        name = args.name or plan.name
+        path = experiment_path(storage, name)
+        if not args.resume:
+            stack.enter_context(ExperimentLock(path, " ".join([script.prog, *argv])))
+            if any(p.name != LOCK_FILE for p in path.iterdir()):
+                raise ExperimentError(f"{path} exists; continue it with --name {name} --resume, "
+                                      "or choose another --name")
+        for dataset in plan.datasets:
+            check_dataset(dataset, base["data_dir"])
+        validate_configs(plan.candidates)
+        exp = Experiment(name=name, storage=storage, kind=plan.kind, total=plan.total, params=plan.params,
+                         param_space={**plan.param_space, "experiment": name, "kind": plan.kind,
+                                      "results_dir": str(path)},
+                         cells=plan.cells, metric=plan.metric, num_samples=plan.num_samples, search=plan.search,
+                         scheduler=plan.scheduler, max_t=evaluations(base["epochs"], base.get("eval_every", 1)),
+                         seed=plan.seed, grace_period=plan.grace_period,
+                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
+                         address=args.address, resume=args.resume, verbose=args.verbose)
+        resume_hint = f"python {script.prog} --storage {storage} --name {name} --resume"
+        opened: dict[str, Any] = {}
+
+        def close_without_ray() -> None:
+            if "record" in opened:
+                try:
+                    frame = assemble(path)
+                    write_best(frame, path, name, plan.kind, plan.metric)
+                    print("\n".join(trial_lines(frame)), flush=True)
+                except (OSError, UserError):
+                    pass
+                end_record(path, opened["record"], EXIT_INTERRUPTED, time.monotonic() - started)
+            print(f"interrupted: continue with {resume_hint}", flush=True)
+
+        start_ray(args.address, args.verbose)
+        stopper = SigtermStop(close_without_ray)
+        stopper.install()
+        print(check_resources(exp), flush=True)
+        settings = {k: v for k, v in vars(args).items() if k not in LOCATION_OPTIONS}
+        try:
+            record = opened["record"] = start_record(path, script.prog, [script.prog, *argv], settings, record)
+        except OSError as exc:
+            raise ExperimentError(f"{path / RECORD_FILE}: cannot write ({exc.strerror or exc})") from None
+        code, problem = 1, None
+        try:
+            outcome = run(exp)
+            print(f"results: {exp.path / RESULTS_FILE} ({len(outcome.frame)} rows); best: {exp.path / 'best.json'}")
+            lines, code = script.finish(outcome, exp, args)
+            if outcome.interrupted:
+                lines.append(f"interrupted: continue with {resume_hint}")
+                code = EXIT_INTERRUPTED
+            print("\n".join(lines))
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+            print(f"interrupted: continue with {resume_hint}")
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            code, problem = EXIT_USAGE, exc
+        finally:
+            stopper.cancel()
+            unrecorded = end_record(path, record, code, time.monotonic() - started)
+        problem = problem or unrecorded
+        if problem is not None:
+            raise ExperimentError(f"{problem.filename or path}: {problem.strerror or problem}; nothing that "
+                                  f"finished is lost: free some space, then {resume_hint}")
+        return code
 
 
 # ------------------------------------------------------------------------------ summaries
 def trial_lines(frame: Any) -> list[str]:
-    """Trial counts, and one line per failed trial with its error."""
+    """Trial counts (with those cut short, which --resume continues), and one line per failed
+    trial with its error."""
     trials = frame.drop_duplicates("trial_id", keep="last")
     failed = trials[trials["status"] == "error"]
-    return [f"{len(trials)} trials, {len(failed)} failed"] + \
-        [f"  failed {row.trial_id}: {row.error}" for row in failed.itertuples()]
+    partial = int((trials["status"] == "partial").sum())
+    counts = f"{len(trials)} trials, {len(failed)} failed" + (f", {partial} cut short" if partial else "")
+    return [counts] + [f"  failed {row.trial_id}: {row.error}" for row in failed.itertuples()]
 
 
 def summary_lines(frame: Any, metric: str, moved: Iterable[str] = ()) -> list[str]:

@@ -4,22 +4,18 @@ Ray's own output (trial boxes, status tables, worker logs) is off unless ``-v``.
 callback prints one line per trial that ends (finished, stopped early by the scheduler, failed),
 and every ``every`` seconds a table of the running trials (trial, the parameters that move,
 epoch, the metric, its best so far) with a progress line: trials done / running / pending and an
-estimate of the time left. At the end it writes ``status.json`` (trial counts, interrupted or
-not) into the experiment folder.
+estimate of the time left. A trial is done when it finished (its epochs or patience), was stopped
+by the scheduler, or failed; one that Ray ends because the experiment was interrupted is not.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 from ray.tune import Callback
 
-from .store import STATUS_FILE
-
-DONE = ("TERMINATED", "ERROR")
+from .keys import config_key
 
 
 def _value(value: Any) -> str:
@@ -45,11 +41,20 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-class Console(Callback):
-    """Compact progress for a researcher: see the module docstring."""
+def trial_name(trial: Any) -> str:
+    """A trial's key (its folder under trials/), else Ray's id."""
+    return config_key(getattr(trial, "config", None) or {}) or trial.trial_id
 
-    def __init__(self, folder: str, params: Sequence[str], metric: str, total: int, every: float = 30.0) -> None:
-        self.folder, self.params, self.metric, self.total, self.every = folder, tuple(params), metric, total, every
+
+class Console(Callback):
+    """Compact progress for a researcher: see the module docstring. ``ledger.stopped`` holds the
+    keys of the trials the scheduler stopped; ``done_before`` counts trials that ended in earlier
+    runs of the experiment."""
+
+    def __init__(self, params: Sequence[str], metric: str, total: int, ledger: Any = None, done_before: int = 0,
+                 every: float = 30.0) -> None:
+        self.params, self.metric, self.total, self.every = tuple(params), metric, total, every
+        self.ledger, self.done_before = ledger, done_before
         self.setup()
 
     def setup(self, **info: Any) -> None:
@@ -74,20 +79,29 @@ class Console(Callback):
         seen["best"] = max(seen["best"], result[self.metric])
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        print(f"trial {trial.trial_id} failed; Ray restarts it from its last checkpoint", flush=True)
+        print(f"trial {trial_name(trial)} failed; Ray restarts it from its last checkpoint", flush=True)
+
+    def _stopped(self, trial: Any) -> bool:
+        return self.ledger is not None and trial_name(trial) in self.ledger.stopped
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended(trial)
         seen = self.latest.get(trial.trial_id, {})
+        where = f"at epoch {seen.get('epoch', '?')} ({trial_params(trial.config, self.params)})"
+        if not seen.get("done") and not self._stopped(trial):  # Ray ended it because the run is stopping
+            self.started.pop(trial.trial_id, None)
+            print(f"trial {trial_name(trial)} interrupted {where}; --resume continues it", flush=True)
+            return
+        self._ended(trial)
         how = "finished" if seen.get("done") else "stopped early by the scheduler"
         best = f"best {self.metric} {seen['best']:.4f}" if "best" in seen else "no evaluation"
-        self._print(f"trial {trial.trial_id} {how} at epoch {seen.get('epoch', '?')} "
-                    f"({trial_params(trial.config, self.params)}): {best}", trials)
+        self._print(f"trial {trial_name(trial)} {how} {where}: {best}", trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.ledger is not None:
+            self.ledger.fail(trial)
         self.failed.add(trial.trial_id)
         self._ended(trial)
-        self._print(f"trial {trial.trial_id} failed ({trial_params(trial.config, self.params)}); "
+        self._print(f"trial {trial_name(trial)} failed ({trial_params(trial.config, self.params)}); "
                     f"its error is in results.csv", trials)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -105,13 +119,6 @@ class Console(Callback):
         line = self.progress(trials)
         if line != self.last_line:
             print(line, flush=True)
-        counts = {status: sum(t.status == status for t in trials) for status in
-                  ("TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED")}
-        interrupted = counts["RUNNING"] + counts["PENDING"] + counts["PAUSED"] > 0 or len(trials) < self.total
-        try:
-            Path(self.folder, STATUS_FILE).write_text(json.dumps({"interrupted": interrupted, "trials": counts}))
-        except OSError:
-            pass
 
     # ------------------------------------------------------------------ text
     def _ended(self, trial: Any) -> None:
@@ -130,16 +137,16 @@ class Console(Callback):
             seen = self.latest.get(trial.trial_id, {})
             value = f"{seen['value']:.4f}" if "value" in seen else "-"
             best = f"{seen['best']:.4f}" if "value" in seen else "-"
-            lines.append(f"{trial.trial_id:<16} {trial_params(trial.config, self.params)[:34]:<34} "
+            lines.append(f"{trial_name(trial):<16} {trial_params(trial.config, self.params)[:34]:<34} "
                          f"{seen.get('epoch', '-')!s:>5} {value:>16} {best:>8}")
         return "\n".join(lines)
 
     def progress(self, trials: list) -> str:
-        ended = [t.status in DONE or t.trial_id in self.ended for t in trials]
-        done = sum(ended)
+        ended = [t.status == "ERROR" or t.trial_id in self.ended for t in trials]
+        done = sum(ended) + self.done_before
         failed = sum(t.status == "ERROR" or t.trial_id in self.failed for t in trials)
         running = sum(t.status == "RUNNING" and not e for t, e in zip(trials, ended))
-        total = max(self.total, len(trials))
+        total = max(self.total, len(trials) + self.done_before)
         pending = total - done - running
         best = max((s["best"] for s in self.latest.values() if "best" in s), default=None)
         parts = [f"[{duration(time.monotonic() - self.began)}] {done}/{total} trials done"

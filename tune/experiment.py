@@ -3,24 +3,28 @@
 The experiment folder and its files are :mod:`tune.store`; what is printed while it runs is
 :mod:`tune.console`; the command lines of ``tune/search.py``, ``tune/scalability.py`` and
 ``ablations/run.py`` are :mod:`tune.cli`. Here: Ray's lifecycle (a local Ray, or joining a
-cluster, with token authentication when the cluster uses it), resources per trial, the Tuner
-(new or restored), and the results assembled from the trial folders after ``fit``.
+cluster, with token authentication when the cluster uses it), resources per trial, the Tuner, and
+the results assembled from the trial folders after ``fit``. Every run, a resume included, is a new
+Tuner over the work that the trial records say is left (:func:`remaining_work`); Ray's own state
+files are written (into ``ray/run-<n>/``) but never read back.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import shutil
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Mapping
 
 from kdiffe.results import RESULTS_FILE
 
-from .store import STATUS_FILE, TRIALS, ExperimentError, assemble, error_text, write_best
+from .keys import KEY, KeyBook, config_key, keyed
+from .store import (RAY_FOLDER, STOPPED, ExperimentError, TrialFiles, TrialRecord, assemble, disk_full, error_text,
+                    read_trials, write_best)
 from .trainable import kdiffe_trainable
 
 #: Keep Ray quick and quiet: no uv runtime env, no usage stats, no snapshot warnings.
@@ -41,8 +45,9 @@ class Experiment:
     name: str
     storage: Path
     kind: str
-    param_space: dict[str, Any]
-    total: int  #: trials planned (for the progress line)
+    param_space: dict[str, Any]  #: what every trial shares (Config values and meta keys); optuna: its distributions too
+    total: int  #: trials planned
+    cells: list[dict[str, Any]] | None = None  #: planned experiments: the values of each trial (None: optuna)
     params: tuple[str, ...] = ()  #: parameters that move between trials (shown in the console)
     metric: str = "val_recall@20"
     num_samples: int = 1
@@ -100,6 +105,71 @@ def auth_token_available() -> bool:
         return False
 
 
+#: Seconds a cluster at ``--address`` has to answer before the command gives up.
+CONNECT_TIMEOUT_S = 30.0
+
+
+def _token_source() -> str:
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "$RAY_AUTH_TOKEN"
+    return str(Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser())
+
+
+def probe_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast, with one line, where ``ray.init(address=...)`` would hang or hide the reason:
+    nothing listening at host:port, nothing answering within ``timeout``, or a cluster that
+    refuses this client's authentication token. ``auto`` and ``ray://`` addresses are left to Ray."""
+    import socket
+    import threading
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=min(timeout, 5.0)).close()
+    except OSError as exc:
+        raise ExperimentError(f"--address {address}: no Ray cluster there ({exc.strerror or exc})") from None
+    outcome: dict[str, BaseException | None] = {}
+
+    def ask() -> None:  # a GCS request: answered at once, or refused at once for a wrong token
+        try:
+            from ray._raylet import GcsClient
+
+            GcsClient(address=address).internal_kv_get(b"kdiffe-probe", namespace=None, timeout=timeout)
+            outcome["error"] = None
+        except Exception as exc:  # noqa: BLE001 (Ray's private client: anything it raises is reported)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=ask, daemon=True)
+    saved = os.dup(2)  # Ray's C++ client logs each failed attempt to stderr: keep the error to one line
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        thread.start()
+        thread.join(timeout)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    if thread.is_alive():
+        raise ExperimentError(f"--address {address}: no Ray cluster answered within {timeout:g} s")
+    error = outcome.get("error")
+    if error is None:
+        return
+    import ray
+
+    refused = isinstance(error, getattr(ray.exceptions, "AuthenticationError", ())) or "InvalidAuthToken" in str(error)
+    if refused:
+        has = os.environ.get("RAY_AUTH_MODE") == "token" and auth_token_available()
+        raise ExperimentError(
+            f"--address {address}: the cluster refused this client's authentication token (from {_token_source()}); "
+            "give the client the cluster's token" if has else
+            f"--address {address}: the cluster requires token authentication and this client has no token "
+            f"(put the cluster's token in {_token_source()} or $RAY_AUTH_TOKEN)")
+    if isinstance(error, (ImportError, TypeError, AttributeError)):
+        return  # this Ray has no such client: let ray.init speak
+    raise ExperimentError(f"--address {address}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+
+
 def start_ray(address: str | None, verbose: bool = False) -> None:
     """Join ``address`` or start a local Ray (no dashboard); no-op when Ray is already up.
     :func:`set_ray_env` must have run before anything imported Ray."""
@@ -110,6 +180,8 @@ def start_ray(address: str | None, verbose: bool = False) -> None:
         logging.getLogger("ray").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
+    if address:
+        probe_address(address)
     options = dict(log_to_driver=verbose, configure_logging=verbose)
     try:
         if address:
@@ -160,60 +232,189 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _tune_config(exp: Experiment) -> Any:
-    from ray import tune
+@dataclass
+class Work:
+    """What is left of an experiment, from its trial records (tune.store.read_trials)."""
 
-    search_alg = scheduler = None
-    if exp.search == "optuna":
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
+    records: dict[str, TrialRecord]
+    left: int  #: trials still to run
+    cells: list[dict[str, Any]] = field(default_factory=list)  #: planned: the keyed cells left (partial, failed, new)
+    known: list[tuple[dict[str, Any], float]] = field(default_factory=list)  #: optuna: ended (values, reward)
+    resumable: dict[str, dict[str, Any]] = field(default_factory=dict)  #: optuna: key -> values to continue
 
-        if not exp.verbose:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-        search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=exp.seed))
-    if exp.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+    @property
+    def ended(self) -> list[TrialRecord]:
+        return [r for r in self.records.values() if r.ended]
 
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(exp.max_t, 1),
-                                  grace_period=max(1, min(exp.grace_period, exp.max_t)), reduction_factor=2)
-    return tune.TuneConfig(metric=exp.metric, mode="max", num_samples=exp.num_samples, search_alg=search_alg,
-                           scheduler=scheduler, max_concurrent_trials=exp.max_concurrent or None,
-                           reuse_actors=True, trial_dirname_creator=trial_dirname)
+
+def _last_value(rows: Any, metric: str) -> float | None:
+    if rows is None or metric not in rows or not rows[metric].notna().any():
+        return None
+    return float(rows[metric].dropna().iloc[-1])
+
+
+def remaining_work(exp: Experiment) -> Work:
+    """The trials still to run, rebuilt from the trial folders alone: a planned cell whose trial
+    ended is done; every other cell (never started, partial, failed) runs, continuing from its own
+    checkpoint. An optuna search keeps the ended trials as evaluated points of its sampler and
+    suggests the partial and failed ones first, each under its old key."""
+    records = read_trials(exp.path)
+    if exp.cells is not None:
+        cells = [c for c in keyed(exp.cells) if not (c[KEY] in records and records[c[KEY]].ended)]
+        return Work(records=records, left=len(cells), cells=cells)
+    ended = [r for r in records.values() if r.ended]
+    known = [(dict(r.values), v) for r in ended if r.values and (v := _last_value(r.rows, exp.metric)) is not None]
+    resumable = {r.key: dict(r.values) for r in records.values()
+                 if not r.ended and r.values and set(r.values) == set(exp.params)}
+    return Work(records=records, left=max(0, exp.num_samples - len(ended)), known=known, resumable=resumable)
+
+
+class _Ledger:
+    """What happened to trials in this run, as the driver saw it (shared by the scheduler and the
+    console): the ones the scheduler stopped, and the ones that failed for good, with their error."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.stopped: set[str] = set()
+        self.failed: dict[str, str] = {}
+
+    def fail(self, trial: Any) -> None:
+        text = ""
+        try:  # Ray's text file of the error (never its pickle)
+            text = Path(trial.error_file).read_text(errors="replace") if trial.error_file else ""
+        except OSError:
+            pass
+        self.failed[config_key(trial.config or {}) or trial.trial_id] = error_text(text)
+
+    def stop(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        key = config_key(config)
+        if not key:
+            return
+        self.stopped.add(key)
+        try:
+            TrialFiles(self.folder, key).ended(STOPPED, result.get("epoch"))
+        except OSError:
+            pass  # left partial: resume continues it and the scheduler judges it again
+
+
+def _scheduler(exp: Experiment, work: Work, ledger: _Ledger) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    histories = [list(r.rows[exp.metric].dropna()) for r in work.ended if r.rows is not None and exp.metric in r.rows]
+
+    class RecordingASHA(ASHAScheduler):
+        """ASHA that writes its stops into the trials' records, and starts from the rungs the
+        trials that ended in earlier runs of the experiment reached."""
+
+        def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+            ok = super().set_search_properties(metric, mode, **spec)
+            if ok and self._metric_op is not None:
+                for index, history in enumerate(histories):
+                    ghost = SimpleNamespace(trial_id=f"ended-{index}")
+                    for iteration, value in enumerate(history, start=1):
+                        self._brackets[0].on_result(ghost, iteration, self._metric_op * value)
+            return ok
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            action = super().on_trial_result(tune_controller, trial, result)
+            if action == TrialScheduler.STOP and not result.get("finished"):
+                ledger.stop(trial.config, result)
+            return action
+
+    return RecordingASHA(time_attr="training_iteration", max_t=max(exp.max_t, 1),
+                         grace_period=max(1, min(exp.grace_period, exp.max_t)), reduction_factor=2)
+
+
+def _searcher(exp: Experiment, work: Work) -> Any:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    if not exp.verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    book = KeyBook(taken=work.records, resumable=work.resumable)
+    known = work.known
+
+    class KeyedOptuna(OptunaSearch):
+        """OptunaSearch that names each suggestion with its trial key and is warm-started with
+        the trials that ended before (documented API: ``points_to_evaluate`` for the trials to
+        continue, ``add_evaluated_point`` for the ended ones)."""
+
+        def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+            ok = super().set_search_properties(metric, mode, config, **spec)
+            if ok:
+                for values, reward in known:
+                    self.add_evaluated_point(values, reward)
+            return ok
+
+        def suggest(self, trial_id: str) -> Any:
+            config = super().suggest(trial_id)
+            if isinstance(config, dict):
+                config = {**config, KEY: book.key(config)}
+            return config
+
+    # The sampler's seed moves with what it already knows, so a resumed search draws afresh,
+    # and the same records always give the same draws.
+    sampler = optuna.samplers.TPESampler(seed=exp.seed + len(known))
+    return KeyedOptuna(sampler=sampler, points_to_evaluate=list(work.resumable.values()) or None)
 
 
 def run(exp: Experiment) -> Outcome:
-    """Run (or resume) the experiment on a started Ray (:func:`start_ray`, :func:`check_resources`);
-    returns its tidy results, assembled from the trial folders."""
+    """Run what is left of the experiment (all of it when new) on a started Ray
+    (:func:`start_ray`, :func:`check_resources`); returns its tidy results, assembled from the
+    trial folders, and whether it was cut short."""
     from ray import tune
 
     from .console import Console
 
-    restore = exp.resume and tune.Tuner.can_restore(str(exp.path))
-    if exp.resume and not restore:  # stopped before Ray saved anything: its trials cannot come back
-        print(f"{exp.name} stopped before Ray Tune saved its state; starting it again", flush=True)
-        shutil.rmtree(exp.path / TRIALS, ignore_errors=True)
-    trainable = tune.with_resources(kdiffe_trainable, {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial})
-    (exp.path / STATUS_FILE).unlink(missing_ok=True)
-    if restore:
-        tuner = tune.Tuner.restore(str(exp.path), trainable, resume_errored=True, param_space=exp.param_space)
-    else:
+    work = remaining_work(exp)
+    if exp.resume:
+        print(f"{exp.name}: {len(work.ended)} of {exp.total} trials ended before; {work.left} to run "
+              f"({sum(not r.ended for r in work.records.values())} of them continue from their checkpoints)",
+              flush=True)
+    failed_now: dict[str, str] = {}
+    if work.left:
+        ledger = _Ledger(exp.path)
+        runs = exp.path / RAY_FOLDER
+        index = 1 + max((int(p.name[4:]) for p in runs.glob("run-*") if p.name[4:].isdigit()), default=0)
+        while True:  # a folder of Ray's made now, never one that was there before
+            try:
+                (runs / f"run-{index}").mkdir(parents=True)
+                break
+            except FileExistsError:
+                index += 1
+        if exp.cells is not None:
+            space = {**exp.param_space, "point": tune.grid_search(work.cells)}
+            search_alg, samples = None, 1
+        else:
+            space = {**exp.param_space, "searched": list(exp.params)}
+            search_alg, samples = _searcher(exp, work), work.left
         run_config = tune.RunConfig(
-            name=exp.name, storage_path=str(exp.storage), verbose=2 if exp.verbose else 0,
-            callbacks=[Console(str(exp.path), exp.params, exp.metric, exp.total)],
+            name=f"run-{index}", storage_path=str(runs), verbose=2 if exp.verbose else 0,
+            callbacks=[Console(exp.params, exp.metric, exp.total, ledger, done_before=len(work.ended))],
             failure_config=tune.FailureConfig(max_failures=exp.max_failures))
-        tuner = tune.Tuner(trainable, param_space=exp.param_space, tune_config=_tune_config(exp),
-                           run_config=run_config)
-    grid = tuner.fit()
-    lost = {Path(r.path).name.removeprefix("trial_"): error_text(str(r.error)) for r in grid if r.error is not None}
-    frame = assemble(exp.path, lost)
+        tune_config = tune.TuneConfig(
+            metric=exp.metric, mode="max", num_samples=samples, search_alg=search_alg,
+            scheduler=_scheduler(exp, work, ledger) if exp.scheduler == "asha" else None,
+            max_concurrent_trials=exp.max_concurrent or None, reuse_actors=True, trial_dirname_creator=trial_dirname)
+        trainable = tune.with_resources(kdiffe_trainable, {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial})
+        tuner = tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+        try:
+            tuner.fit()  # its ResultGrid is not used: the trial records are the results
+        except Exception as exc:  # noqa: BLE001 (Ray's own failure, e.g. its files on a full disk)
+            if disk_full(exc):
+                raise
+            message = str(exc).strip().splitlines()[-1:] or [""]
+            print(f"warning: Ray Tune ended with an error of its own ({type(exc).__name__}: {message[0][:300]}); "
+                  "the results below come from the trial records", file=sys.stderr, flush=True)
+        failed_now = ledger.failed
+    frame = assemble(exp.path, failed_now)
     if not len(frame):
-        raise ExperimentError(f"{exp.name}: no trial reported a result; see Ray's logs in {exp.path}")
+        raise ExperimentError(f"{exp.name}: no trial reported a result; see Ray's logs in {exp.path / RAY_FOLDER}")
     write_best(frame, exp.path, exp.name, exp.kind, exp.metric)
-    try:
-        interrupted = bool(json.loads((exp.path / STATUS_FILE).read_text())["interrupted"])
-    except (OSError, ValueError, KeyError):
-        interrupted = True  # the run ended before Tune could say how
-    return Outcome(frame=frame, interrupted=interrupted)
+    records = read_trials(exp.path)
+    settled = sum(r.ended for r in records.values()) + sum(
+        key not in records or not records[key].ended for key in failed_now)
+    return Outcome(frame=frame, interrupted=settled < exp.total)
 
 
 def results_path(exp: Experiment) -> Path:

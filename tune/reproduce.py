@@ -294,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
             return code
     from plots.figures import load_results, render_all
 
-    done = render_all(load_results(storage), storage / "figures", ("png",))
+    try:
+        done = render_all(load_results(storage), storage / "figures", ("png",))
+    except UserError as exc:
+        return report(exc)
     for path in done.written:
         print(f"wrote {path}")
     for note in done.notes:

@@ -64,8 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
-    from ray import tune
-
     if 0 in args.steps:
         raise ConfigError("--steps: diffusion steps must be >= 1")
     users_dataset = args.users_dataset or ("sports" if "sports" in args.dataset else None)
@@ -77,8 +75,8 @@ def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
     trial_points = points(args.dataset, users_dataset, n_users, args.only, args.steps, args.user_counts)
     if not trial_points:
         raise ConfigError("nothing to run: the users sweep needs sports among --dataset, or --users-dataset")
-    return Plan(kind="scalability", name="scalability", param_space={**base, "point": tune.grid_search(trial_points)},
-                candidates=[{**base, "point": p} for p in trial_points], total=len(trial_points),
+    return Plan(kind="scalability", name="scalability", param_space=base, cells=trial_points,
+                candidates=[{**base, "point": p} for p in trial_points],
                 params=("dataset", "t", "max_users"), max_concurrent=1, datasets=datasets)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,7 +25,7 @@ from kdiffe.results import metric_columns  # noqa: E402
 
 from tune.cli import Plan, Script, main as run_script, non_negative, seeds_arg, summary_lines  # noqa: E402
 from tune.experiment import DEFAULT_GRACE_PERIOD  # noqa: E402
-from tune.spaces import extreme_values, grid_points, joint_space, parse_params  # noqa: E402
+from tune.spaces import extreme_values, grid_points, joint_space, parse_params, sample_points  # noqa: E402
 
 DEFAULT_EPOCHS = 20
 DEFAULT_SAMPLES = 16
@@ -65,12 +65,6 @@ def defaults(args: argparse.Namespace) -> dict[str, Any]:
             "epochs": DEFAULT_EPOCHS}
 
 
-def _grid(values: Iterable[Any]) -> Any:
-    from ray import tune
-
-    return tune.grid_search(list(values))
-
-
 def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
     params = parse_params(args.params)
     clash = [key for key in parse_overrides(args.overrides) if key in params]
@@ -84,21 +78,21 @@ def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
                   params=params, metric=args.metric, search=args.mode, seed=args.seeds[0], datasets=(args.dataset,))
     if args.mode == "grid":
         points = grid_points(params, base)
-        space = {**base, "point": _grid(points), "seed": _grid(args.seeds)}
         candidates = [{**base, "point": p, "seed": args.seeds[0]} for p in points]
-        return Plan(param_space=space, candidates=candidates, total=len(points) * len(args.seeds),
-                    scheduler=args.scheduler or "fifo", **common)
+        return Plan(param_space=base, cells=[{**p, "seed": s} for p in points for s in args.seeds],
+                    candidates=candidates, scheduler=args.scheduler or "fifo", **common)
     if args.mode == "optuna" and len(args.seeds) > 1:
         raise ConfigError("--mode optuna takes one seed (OptunaSearch cannot grid over seeds)")
     if args.num_samples < 1:
         raise ConfigError("--num-samples must be at least 1")
-    seed = _grid(args.seeds) if args.mode == "random" and len(args.seeds) > 1 else args.seeds[0]
-    space = {**base, **joint_space(params), "seed": seed}
     candidates = [{**base, **corner, "seed": args.seeds[0]} for corner in extreme_values(params)]
-    seeds = len(args.seeds) if args.mode == "random" else 1
-    return Plan(param_space=space, candidates=candidates, total=args.num_samples * seeds,
-                num_samples=args.num_samples, scheduler=args.scheduler or "asha",
-                grace_period=max(1, args.grace_period), **common)
+    schedule = dict(scheduler=args.scheduler or "asha", grace_period=max(1, args.grace_period))
+    if args.mode == "random":  # drawn here, seeded, so a resume plans the very same trials
+        points = sample_points(params, args.num_samples, args.seeds[0])
+        return Plan(param_space=base, cells=[{**p, "seed": s} for p in points for s in args.seeds],
+                    candidates=candidates, num_samples=args.num_samples, **schedule, **common)
+    return Plan(param_space={**base, **joint_space(params), "seed": args.seeds[0]}, candidates=candidates,
+                num_samples=args.num_samples, **schedule, **common)
 
 
 def finish(outcome: Any, exp: Any, args: argparse.Namespace) -> tuple[list[str], int]:

@@ -38,7 +38,7 @@ def grid_points(params: Iterable[str], base: dict[str, Any]) -> list[dict[str, A
 
 
 def joint_space(params: Iterable[str]) -> dict[str, Any]:
-    """Ray Tune distributions over the paper's ranges (kdiffe.paper.JOINT_RANGES), for optuna and random search."""
+    """Ray Tune distributions over the paper's ranges (kdiffe.paper.JOINT_RANGES), for the optuna search."""
     from ray import tune
 
     def distribution(kind: str, *spec: Any) -> Any:
@@ -51,6 +51,35 @@ def joint_space(params: Iterable[str]) -> dict[str, Any]:
         return tune.choice(list(spec[0]))
 
     return {name: distribution(*JOINT_RANGES[name]) for name in params}
+
+
+def sample_points(params: Iterable[str], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` points drawn from the joint ranges (kdiffe.paper.JOINT_RANGES) with numpy's
+    generator seeded by ``seed``: the random search's trials, the same on every run and resume.
+    int: uniform over low..high inclusive; uniform; loguniform (uniform in log); choice."""
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    params = tuple(params)
+    points = []
+    for _ in range(n):
+        point: dict[str, Any] = {}
+        for name in params:
+            kind, *spec = JOINT_RANGES[name]
+            if kind == "int":
+                point[name] = int(rng.integers(spec[0], spec[1] + 1))
+            elif kind == "uniform":
+                point[name] = float(rng.uniform(spec[0], spec[1]))
+            elif kind == "loguniform":
+                point[name] = float(math.exp(rng.uniform(math.log(spec[0]), math.log(spec[1]))))
+            else:
+                choices = list(spec[0])
+                value = choices[int(rng.integers(len(choices)))]
+                point[name] = value.item() if hasattr(value, "item") else value
+        points.append(point)
+    return points
 
 
 def extreme_values(params: Iterable[str]) -> list[dict[str, Any]]:

@@ -3,24 +3,34 @@
     <storage>/<name>/
         experiment.json        the resolved command (options, --set values, resources) that
                                --resume reuses, plus commit, machine and every run's wall time
-        trials/<trial_id>/     owned by that trial alone:
+        .lock                  names the one driver running the experiment (tune.lock)
+        trials/<key>/          owned by that trial alone; <key> is its trial key (tune.keys):
+            trial.json         its key and the values that make it this trial (grid point, seed,
+                               searched parameters)
             state/             the trainer checkpoint of its last evaluation (weights_only loadable)
             rows.csv           its evaluations, one tidy row each (schema kdiffe.results)
+            end.json           how it ended on its own rules: finished (epochs or patience) or
+                               stopped (by the scheduler); absent while it is partial
             error.txt          why it failed, when it did (removed when it runs again)
             worker.json        node and process that run it
             row.json           its identity and configuration (the template of an error row)
         results.csv            every trial's rows plus one row per failed trial, assembled here
-        best.json              the best validation evaluation (test metrics read at it)
-        (Ray's own files)
+        best.json              the best validation evaluation of the trials that ended (test
+                               metrics read at it)
+        ray/run-<n>/           Ray Tune's own files of the n-th run (logs only: never read back)
 
-A trial writes its checkpoint first and its rows second, each atomically (temporary file, then
-``os.replace``), so a kill at any moment leaves complete files; the checkpoint's history is the
-source of truth and the rows are rewritten from it. ``results.csv`` is rebuilt from the trial
-folders, never appended to, so a killed driver can neither lose nor repeat a row.
+These records are the whole truth about an experiment: ``--resume`` rebuilds the remaining work
+from them (:func:`read_trials`), never from Ray's state files, so a torn or planted Ray state can
+neither repeat a trial nor run code. A trial writes its checkpoint first and its rows second, each
+atomically (temporary file, then ``os.replace``), so a kill or a full disk at any moment leaves
+complete files; the checkpoint's history is the source of truth and the rows are rewritten from
+it. ``results.csv`` is rebuilt from the trial folders, never appended to, so a killed driver can
+neither lose nor repeat a row.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -28,6 +38,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -35,12 +46,45 @@ from kdiffe.errors import UserError
 from kdiffe.results import BEST_FILE, COLUMNS, RESULTS_FILE, best_evaluation, with_config_defaults
 
 RECORD_FILE = "experiment.json"
-STATUS_FILE = "status.json"  #: written by tune.console at the end of a run: interrupted or not
 TRIALS = "trials"
+RAY_FOLDER = "ray"  #: Ray Tune's own files, one folder per run; never read back
+
+#: How a trial stands in its records: ended on its own rules (finished: its epochs or patience;
+#: stopped: by the scheduler), failed (retried on resume), partial (cut short; continued on resume).
+FINISHED, STOPPED, FAILED, PARTIAL = "finished", "stopped", "failed", "partial"
+ENDED = (FINISHED, STOPPED)
 
 
 class ExperimentError(UserError):
     """A problem with the experiment folder or its command line (reported as ``error: ...``)."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _nearly_full(folder: Path, margin: int = 4 << 20) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
+
+
+def experiment_path(storage: Path, name: str) -> Path:
+    """``storage / name``, refused unless it stays inside ``storage`` (``x/y`` is allowed;
+    absolute names, ``..`` and empty parts are not)."""
+    parts = str(name).replace("\\", "/").split("/")
+    if not name or os.path.isabs(name) or any(p in ("", ".", "..") for p in parts) or "\0" in name:
+        raise ExperimentError(f"--name {name!r}: must be a relative folder name inside --storage "
+                              "(letters, digits, '-', '_', '.', and '/' between parts; no '..')")
+    path = storage / name
+    try:
+        inside = path.resolve().is_relative_to(storage.resolve())
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise ExperimentError(f"--name {name}: {path} leads outside --storage {storage}")
+    return path
 
 
 # ------------------------------------------------------------------------------------- files
@@ -133,9 +177,15 @@ def start_record(path: Path, script: str, command: list[str], settings: Mapping[
     return record
 
 
-def end_record(path: Path, record: dict[str, Any], code: int, seconds: float) -> None:
+def end_record(path: Path, record: dict[str, Any], code: int, seconds: float) -> OSError | None:
+    """Close this run in experiment.json. When it cannot be written (a full disk) the old record
+    stays whole (that run then shows no end) and the error comes back instead of being raised."""
     record["runs"][-1].update(ended=_now(), wall_seconds=round(seconds, 1), exit=code)
-    write_atomic(path / RECORD_FILE, json.dumps(record, indent=2, default=str))
+    try:
+        write_atomic(path / RECORD_FILE, json.dumps(record, indent=2, default=str))
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _now() -> str:
@@ -154,14 +204,22 @@ class TrialFiles:
         self.error = self.folder / "error.txt"
         self.worker = self.folder / "worker.json"
         self.identity = self.folder / "row.json"
+        self.record = self.folder / "trial.json"
+        self.end = self.folder / "end.json"
 
-    def begin(self, node: str, identity: Mapping[str, Any]) -> None:
+    def begin(self, node: str, identity: Mapping[str, Any], values: Mapping[str, Any] | None = None) -> None:
         """Mark the trial as running here (an earlier failure is forgotten); ``identity`` is its
-        row without metrics, the template of an error row should it fail before any evaluation."""
+        row without metrics, the template of an error row should it fail before any evaluation;
+        ``values`` what makes it this trial (trial.json)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.error.unlink(missing_ok=True)
+        write_atomic(self.record, json.dumps({"key": self.trial_id, "values": dict(values or {})}, default=str))
         write_atomic(self.identity, json.dumps(dict(identity), default=str))
         write_atomic(self.worker, json.dumps({"node": node, "pid": os.getpid(), "host": socket.gethostname()}))
+
+    def ended(self, outcome: str, epoch: Any) -> None:
+        """Record that the trial ended on its own rules (``finished``) or the scheduler's (``stopped``)."""
+        write_atomic(self.end, json.dumps({"outcome": outcome, "epoch": epoch, "at": _now()}, default=str))
 
     def state_folder(self) -> Path | None:
         """The last complete checkpoint folder, if any (``state.old`` when a swap was cut short)."""
@@ -174,7 +232,15 @@ class TrialFiles:
         """``save(folder)`` into a fresh folder, then swap it in for the previous checkpoint."""
         new, old = self.state.with_name("state.new"), self.state.with_name("state.old")
         shutil.rmtree(new, ignore_errors=True)
-        save(new)
+        try:
+            save(new)
+        except BaseException as exc:
+            shutil.rmtree(new, ignore_errors=True)  # a half-written checkpoint (a full disk) never lingers
+            if isinstance(exc, Exception) and not disk_full(exc) and _nearly_full(self.folder):
+                # torch reports a full disk as a RuntimeError of its zip writer
+                raise OSError(errno.ENOSPC, f"No space left on device for the checkpoint ({error_text(str(exc))})",
+                              str(new)) from exc
+            raise
         if self.state.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(self.state, old)
@@ -187,7 +253,48 @@ class TrialFiles:
         write_frame(pd.DataFrame(list(rows), columns=list(COLUMNS)), self.rows)
 
     def fail(self, message: str) -> None:
-        write_atomic(self.error, message.strip() + "\n")
+        """Record why the trial failed; where even that cannot be written (a full disk), the
+        trial stays partial in its records, which resume treats the same way: it runs again."""
+        try:
+            write_atomic(self.error, message.strip() + "\n")
+        except OSError:
+            pass
+
+
+@dataclass
+class TrialRecord:
+    """What one trial folder says about its trial."""
+
+    key: str
+    outcome: str  #: FINISHED, STOPPED, FAILED or PARTIAL
+    values: dict[str, Any] = field(default_factory=dict)  #: trial.json's values
+    rows: Any = None  #: its rows.csv (kdiffe.results schema)
+
+    @property
+    def ended(self) -> bool:
+        return self.outcome in ENDED
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_trials(experiment: Path) -> dict[str, TrialRecord]:
+    """Every trial folder's record, by trial key: how it stands, its values and its rows."""
+    records = {}
+    for key in trial_ids(experiment):
+        files = TrialFiles(experiment, key)
+        end, record = _json(files.end), _json(files.record)
+        if isinstance(end, dict) and end.get("outcome") in ENDED:
+            outcome = end["outcome"]
+        else:
+            outcome = FAILED if files.error.exists() else PARTIAL
+        values = record.get("values") if isinstance(record, dict) and isinstance(record.get("values"), dict) else {}
+        records[key] = TrialRecord(key=key, outcome=outcome, values=values, rows=read_frame(files.rows))
+    return records
 
 
 def trial_ids(experiment: Path) -> list[str]:
@@ -204,17 +311,23 @@ def error_text(text: str) -> str:
 def assemble(experiment: Path, errors: Mapping[str, str] | None = None) -> Any:
     """results.csv from the trial folders: every trial's rows, and an error row per failed trial.
 
-    ``errors`` adds failures the trials could not write themselves (a killed worker): trial id ->
-    error text. Written atomically; returns the frame.
+    Rows of a trial that ended on its own rules have status ``ok``; those of a trial cut short or
+    failed, ``partial`` (no table, figure or best.json counts them). ``errors`` adds failures the
+    trials could not write themselves (a killed worker): trial key -> error text. Written
+    atomically; returns the frame.
     """
     import pandas as pd
 
     errors = dict(errors or {})
+    records = read_trials(experiment)
     frames, failed = [], []
-    for trial_id in sorted(set(trial_ids(experiment)) | set(errors)):
+    for trial_id in sorted(set(records) | set(errors)):
         files = TrialFiles(experiment, trial_id)
-        rows = read_frame(files.rows)
+        record = records.get(trial_id)
+        rows = record.rows if record is not None else read_frame(files.rows)
         if len(rows):
+            rows = rows.copy()
+            rows["status"] = "ok" if record is not None and record.ended else PARTIAL
             frames.append(rows)
         text = files.error.read_text(errors="replace") if files.error.exists() else errors.get(trial_id)
         if text is not None:
@@ -248,6 +361,8 @@ def write_best(frame: Any, path: Path, experiment: str, kind: str, metric: str) 
     payload = {"experiment": experiment, "kind": kind, "metric": metric,
                "selection": "best validation evaluation; test metrics read at that evaluation",
                "trials": int(len(trials)), "failed_trials": int((trials["status"] == "error").sum()),
+               "partial_trials": int((trials["status"] == "partial").sum()),
+               "counted": "trials that ended on their own rules (finished, or stopped by the scheduler)",
                "best": best}
     write_atomic(path / BEST_FILE, json.dumps(payload, indent=2, default=str))
     return best

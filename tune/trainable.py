@@ -3,11 +3,13 @@
 Ray stays here; ``kdiffe`` never imports it. A trial's config is a flat dict of Config fields plus
 the meta keys of :data:`META_KEYS` (where the trial sits in the experiment and where it writes).
 
-At every evaluation the trial writes its checkpoint and then its rows into its own folder
-(:class:`tune.store.TrialFiles`), then reports to Ray. Ray holds no checkpoint of ours: a trial
-that starts again (``--resume`` after a crash, or Ray retrying a failed worker) reloads its own
-last checkpoint, reports the evaluations it had already made (so schedulers see one consistent
-history) and trains on from there.
+A trial's folder is named by its trial key (:mod:`tune.keys`), carried in its config, so the
+same trial finds the same folder on every run. At every evaluation the trial writes its
+checkpoint and then its rows into that folder (:class:`tune.store.TrialFiles`), then reports to
+Ray; when it ends on its own rules (its epochs, or patience) it says so in ``end.json`` before its
+last report. Ray holds no checkpoint of ours: a trial that starts again (``--resume`` after a
+crash, or Ray retrying a failed worker) reloads its own last checkpoint, reports the evaluations
+it had already made (so schedulers see one consistent history) and trains on from there.
 """
 
 from __future__ import annotations
@@ -20,19 +22,27 @@ from typing import Any, Mapping
 from kdiffe.config import Config, from_dict
 from kdiffe.results import result_row
 
-from .store import TrialFiles
+from .keys import KEY, config_key
+from .store import FINISHED, TrialFiles
 
-#: Keys of a trial config that are not Config fields.
-META_KEYS = ("point", "sweep", "kind", "experiment", "results_dir")
+#: Keys of a trial config that are not Config fields (``searched``: the names an optuna search moves).
+META_KEYS = ("point", "sweep", "kind", "experiment", "results_dir", KEY, "searched")
 
 
 def resolve_trial_config(trial_config: Mapping[str, Any]) -> tuple[Config, str]:
     """(Config, sweep) of a trial: flat Config fields, overridden by the grid ``point`` if any."""
     values = {k: v for k, v in trial_config.items() if k not in META_KEYS}
     point = dict(trial_config.get("point") or {})
+    point.pop(KEY, None)
     sweep = str(point.pop("sweep", trial_config.get("sweep", "")))
     values.update(point)
     return from_dict(values), sweep
+
+
+def trial_values(trial_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes this trial this trial: its grid point (seed included), or the searched values."""
+    point = {k: v for k, v in (trial_config.get("point") or {}).items() if k != KEY}
+    return {**point, **{name: trial_config[name] for name in trial_config.get("searched") or () if name in trial_config}}
 
 
 def kdiffe_trainable(trial_config: dict[str, Any]) -> None:
@@ -44,12 +54,13 @@ def kdiffe_trainable(trial_config: dict[str, Any]) -> None:
     from kdiffe.trainer import Trainer
 
     config, sweep = resolve_trial_config(trial_config)
-    trial_id = tune.get_context().get_trial_id()
+    trial_id = config_key(trial_config) or tune.get_context().get_trial_id()
     files = TrialFiles(Path(trial_config["results_dir"]), trial_id)
     identity = dict(experiment=trial_config.get("experiment", ""), trial_id=trial_id, config=config.to_dict(),
                     kind=trial_config.get("kind", "search"), sweep=sweep)
-    files.begin(ray.get_runtime_context().get_node_id(), result_row(metrics={}, **identity))
     try:
+        files.begin(ray.get_runtime_context().get_node_id(), result_row(metrics={}, **identity),
+                    trial_values(trial_config))
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
         trainer = Trainer(config)  # its log goes to the worker log (shown with -v)
@@ -66,13 +77,17 @@ def kdiffe_trainable(trial_config: dict[str, Any]) -> None:
                               n_users=sizes["n_users"], n_items=sizes["n_items"], **identity)
 
         files.write_rows(row(m) for m in history)  # repairs rows cut off after the checkpoint
-        for metrics in history:  # what Ray saw before the restart, so schedulers see it again
-            tune.report({**metrics, **sizes})
+        if history and trainer.finished:  # ended before, but its end was never recorded
+            files.ended(FINISHED, history[-1].get("epoch"))
+        for index, metrics in enumerate(history, start=1):  # what Ray saw before the restart
+            tune.report({**metrics, **sizes, "finished": index == len(history) and trainer.finished})
 
         def report(metrics: dict[str, Any]) -> None:
             history[-1]["wall_time"] = metrics["wall_time"] = offset + time.perf_counter() - start
             files.save_state(trainer.save)
             files.write_rows(row(m) for m in history)
+            if metrics.get("done"):
+                files.ended(FINISHED, metrics.get("epoch"))
             tune.report({**metrics, **sizes, "finished": bool(metrics.get("done"))})
 
         trainer.run(report)
