@@ -108,7 +108,11 @@ def cached_attention_matrix(ds: Dataset, M: int, R: int, restart: float, seed: i
     folder = default_cache_dir(cache_dir)
     path = folder / f"S_{ds.fingerprint}_M{M}_R{R}_c{restart:g}_seed{seed}.npz"
     start = time.perf_counter()
-    if path.exists():
+    try:
+        cached = path.is_file()
+    except OSError:  # an unreadable cache folder: build S, as without a cache
+        cached = False
+    if cached:
         try:
             s = sp.load_npz(path).tocsr()
             if s.shape == ds.train.shape and s.nnz == ds.train.nnz:

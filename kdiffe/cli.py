@@ -13,6 +13,7 @@ from .attention import attention_matrix
 from .config import VARIANTS, ConfigError, from_dict, parse_overrides
 from .data import load_dataset
 from .errors import UserError, report
+from .memory import check_memory
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +68,9 @@ def _attention(args: argparse.Namespace) -> int:
         raise ConfigError("need --M >= 1, --R >= 1 and 0 <= --restart < 1")
     ds = load_dataset(args.dataset, args.data_dir, seed=args.seed)
     print(ds.summary())
+    walks = from_dict(dict(dataset=args.dataset, M=args.M, R=args.R, restart=args.restart, seed=args.seed,
+                           variant="lightgcn_s"))
+    check_memory(walks, ds.n_users, ds.n_items, device="cpu", dataset=ds.name)
     start = time.perf_counter()
     s = attention_matrix(ds.train, args.M, args.R, args.restart, args.seed)
     seconds = time.perf_counter() - start

@@ -264,6 +264,6 @@ def write_claims(frame: pd.DataFrame, out: Any) -> list[Any]:
         return []
     out = Path(out)
     md, csv = out / "claims.md", out / "claims.csv"
-    md.write_text(claims_markdown(table))
+    tables.write_atomic(md, claims_markdown(table))
     tables.write_csv(table, csv)
     return [md, csv]

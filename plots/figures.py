@@ -66,6 +66,7 @@ from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E40
 from kdiffe.results import (CONFIG_COLUMNS, DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, SELECTION_METRIC,  # noqa: E402
                             best_rows, is_rerun, read_results)
 from kdiffe.errors import UserError, report  # noqa: E402
+from kdiffe.files import replace_atomic  # noqa: E402
 from plots import style, tables  # noqa: E402
 
 #: Validation metric that picks each trial's evaluation; the test metrics of that row are plotted.
@@ -660,7 +661,7 @@ def save(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     paths = []
     for fmt in formats:
         path = out / f"{stem}.{fmt}"
-        fig.savefig(path)
+        replace_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt))
         paths.append(path)
     return paths
 

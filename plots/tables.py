@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from kdiffe.config import FIELDS, VARIANTS as VARIANT_FLAGS
+from kdiffe.files import replace_atomic, write_atomic
 from kdiffe.paper import PAPER_TABLE_II, PAPER_TABLE_III, VARIANT_ORDER  # noqa: F401  (paper numbers, re-exported)
 from kdiffe.results import CONFIG_COLUMNS, SELECTION_METRIC, best_rows  # the one definition (kdiffe.results)
 
@@ -214,8 +215,7 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     out = table.copy()
     for i in [i for i in range(out.shape[1]) if not pd.api.types.is_numeric_dtype(out.iloc[:, i])]:
         out.iloc[:, i] = out.iloc[:, i].map(_csv_cell)
-    out.to_csv(path, index=False)
-    return Path(path)
+    return replace_atomic(path, lambda tmp: out.to_csv(tmp, index=False))
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -233,7 +233,7 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str) -> tuple[Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, csv = out / f"{stem}.md", out / f"{stem}.csv"
-    md.write_text(to_markdown(table))
+    write_atomic(md, to_markdown(table))
     write_csv(table, csv)
     return md, csv
 
@@ -277,12 +277,12 @@ def write_blocks(table: pd.DataFrame, out_dir: str | Path, stem: str, heading: s
     """A readable table with a ``dataset`` column as ``stem.md``, one block per dataset under
     '### <heading>: <dataset>', and as ``stem.csv``."""
     md, csv = write_table(table, out_dir, stem)
-    md.write_text(blocks_markdown(table, heading))
+    write_atomic(md, blocks_markdown(table, heading))
     return md, csv
 
 
 def write_table_iii(table: pd.DataFrame, out_dir: str | Path, stem: str = "table_iii") -> tuple[Path, Path]:
     """Table III: ``stem.md`` with one 'mean ± std' block per dataset, ``stem.csv`` with the raw numbers."""
     md, csv = write_table(table, out_dir, stem)
-    md.write_text(table_iii_markdown(table))
+    write_atomic(md, table_iii_markdown(table))
     return md, csv

@@ -37,6 +37,7 @@ def test_train_writes_summary(tmp_path):
     (["train", "--set", "resplit=4294967296"], "resplit=4294967296: a seed must be in"),
     (["train", "--variant", "lightgcn", "--set", "dim=1000000000", "--set", "syn_users=60", "--set", "syn_items=40"],
      "dim=1000000000: the run would need"),
+    (["attention", "--dataset", "synthetic", "--M", "1000000000"], "M=1000000000: the run would need"),
 ])
 def test_user_mistakes_exit_2_with_one_line(tmp_path, args, needle):
     if "cuda" in " ".join(args):

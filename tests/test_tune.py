@@ -264,6 +264,26 @@ def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path, capsys)
     assert trials["xi"].nunique() == 6 and trials["xi"].between(0, 1).all() and trials["q"].between(1, 6).all()
     assert trials["lr"].nunique() == 6 and trials["lr"].between(1e-4, 1e-2).all() and (trials["theta2"] == 1e-5).all()
     assert "stopped early by the scheduler" in capsys.readouterr().out
+    ends = {t: json.loads((tmp_path / "opt" / "trials" / t / "end.json").read_text()) for t in epochs.index}
+    for trial, last in epochs.items():  # every trial says how it ended: the scheduler's stop, or its epochs
+        assert ends[trial]["outcome"] == ("finished" if last == 4 else "stopped"), (trial, last, ends[trial])
+    assert set(frame["status"]) == {"ok"}  # a stopped trial ended on the scheduler's rules: it counts
+
+
+def test_files_are_written_whole_or_not_at_all(tmp_path):
+    from kdiffe.files import replace_atomic, write_atomic
+
+    path = write_atomic(tmp_path / "a.md", "old\n")
+
+    def torn(tmp):
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        replace_atomic(path, torn)
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["a.md"]
+    write_atomic(path, "new\n")
+    assert path.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["a.md"]
 
 
 def test_failed_trials_are_recorded_and_do_not_stop_the_experiment(ray_session, tmp_path, capsys):

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from kdiffe.errors import UserError
+from kdiffe.files import write_atomic  # noqa: F401  (re-exported: tune's one atomic writer)
 from kdiffe.results import BEST_FILE, COLUMNS, RESULTS_FILE, best_evaluation, with_config_defaults
 
 RECORD_FILE = "experiment.json"
@@ -88,21 +89,6 @@ def experiment_path(storage: Path, name: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------- files
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader (or a crash) sees the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_frame(frame: Any, path: Path) -> None:
     write_atomic(path, frame.to_csv(index=False))
 
