@@ -648,3 +648,18 @@ def test_optuna_resume_keeps_ended_trials_and_continues_cut_ones(ray_session, tm
     for trial in set(before["trial_id"]) - {gone}:  # ended trials kept, the cut one continued as itself
         pd.testing.assert_frame_equal(after[after["trial_id"] == trial][keep].reset_index(drop=True),
                                       before[before["trial_id"] == trial][keep].reset_index(drop=True))
+
+
+def test_resume_refuses_an_experiment_of_an_older_version(ray_session, tmp_path, capsys):
+    """Trial folders named by Ray's ids, without trial.json, cannot be matched to the plan: refused,
+    not run a second time."""
+    from tune.search import main
+
+    argv = [*TINY, "--mode", "grid", "--params", "q", "--epochs", "1", "--storage", str(tmp_path), "--name", "old"]
+    assert main(argv) == 0
+    trials = tmp_path / "old" / "trials"
+    for n, folder in enumerate(sorted(trials.iterdir())):
+        (folder / "trial.json").unlink()
+        folder.rename(trials / f"kdiffe_trainable_0000{n}")
+    line = one_line_error(capsys, main, ["--storage", str(tmp_path), "--name", "old", "--resume"])
+    assert "was started by an older version" in line and "kdiffe_trainable_00000" in line

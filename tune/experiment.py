@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from kdiffe.results import RESULTS_FILE
 
 from .keys import KEY, KeyBook, config_key, keyed
-from .store import (RAY_FOLDER, STOPPED, ExperimentError, TrialFiles, TrialRecord, assemble, disk_full, error_text,
+from .store import (RAY_FOLDER, STOPPED, TRIALS, ExperimentError, TrialFiles, TrialRecord, assemble, disk_full, error_text,
                     read_trials, write_best)
 from .trainable import kdiffe_trainable
 
@@ -259,6 +259,12 @@ def remaining_work(exp: Experiment) -> Work:
     checkpoint. An optuna search keeps the ended trials as evaluated points of its sampler and
     suggests the partial and failed ones first, each under its old key."""
     records = read_trials(exp.path)
+    legacy = [key for key in records if not (exp.path / TRIALS / key / "trial.json").exists()
+              and (exp.path / TRIALS / key / "rows.csv").exists()]
+    if exp.resume and legacy:
+        raise ExperimentError(f"--resume: {exp.path} was started by an older version of this tool (trial {legacy[0]} "
+                              f"has no trial.json), whose trials cannot be matched to its plan; its rows are in "
+                              f"{exp.path / RESULTS_FILE}: start it again under a new --name")
     if exp.cells is not None:
         cells = [c for c in keyed(exp.cells) if not (c[KEY] in records and records[c[KEY]].ended)]
         return Work(records=records, left=len(cells), cells=cells)
