@@ -11,6 +11,7 @@ import numpy as np
 
 from .attention import attention_matrix
 from .config import VARIANTS, ConfigError, from_dict, parse_overrides
+from .zoo import MODELS
 from .data import load_dataset
 from .errors import UserError, report
 from .memory import check_memory
@@ -28,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train and evaluate one model")
     _common(tr)
-    tr.add_argument("--variant", default="kdiffe", choices=list(VARIANTS))
+    tr.add_argument("--model", default="kdiffe", choices=list(MODELS),
+                    help="the recommender (default kdiffe; lightgcn: He et al. 2020 as published)")
+    tr.add_argument("--variant", default=None, choices=list(VARIANTS), help="kdiffe's ablation (default: full)")
     tr.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 50)")
     tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     tr.add_argument("--select-on", choices=["val", "test"], default="val",
@@ -47,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from .trainer import train
 
-    values = {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed,
-              "variant": args.variant, "device": args.device, "select_on": args.select_on}
+    values = {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed, "model": args.model,
+              "device": args.device, "select_on": args.select_on}
+    if args.variant is not None:
+        values["variant"] = args.variant
     if args.epochs is not None:
         values["epochs"] = args.epochs
     values.update(parse_overrides(args.overrides))

@@ -3,7 +3,12 @@
 Paper defaults (Section VI-A): theta1 = 1e-2, theta2 = 1e-5,
 R = 12, M = 50, xi = 0.7, t = 10, tau = 0.5, q = 1, d = 64, K = 20.
 
-Variants are the paper's ablations (Table III) expressed as flags of one model:
+``model`` picks the recommender from the registry (:mod:`kdiffe.zoo`): ``kdiffe`` (default) or a
+baseline such as ``lightgcn`` (He et al. 2020 as published). A model's published hyperparameters
+that differ from the defaults here (LightGCN: 3 layers, mean of layers, batch L2 with θ2 = 1e-4)
+apply whenever :func:`from_dict` builds a Config without those values.
+
+Variants of the ``kdiffe`` model are the paper's ablations (Table III) expressed as flags:
 
 ==========  =====  ==========  ====  =========  ============
 variant     S      knowledge   CL    guidance   paper name
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import UserError
+from .zoo import MODELS
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "kdiffe": dict(use_s=True, use_kg=True, use_cl=True, guided=True),
@@ -36,6 +42,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 
 KG_SOURCES = ("features", "file", "none")
+LAYER_COMBINES = ("sum", "mean")
 SELECT_ON = ("val", "test")
 L2_SCOPES = ("params", "batch")
 RESPLIT_HOLDOUTS = ("shares", "one")
@@ -52,7 +59,8 @@ class Config:
     # run
     dataset: str = "synthetic"  #: dataset folder name under data_dir, or "synthetic"
     data_dir: str | None = None  #: folder of datasets; None: $KDIFFE_DATA_DIR, else ./data
-    variant: str = "kdiffe"  #: one of VARIANTS
+    model: str = "kdiffe"  #: the recommender, one of kdiffe.zoo.MODELS
+    variant: str = "kdiffe"  #: one of VARIANTS (the kdiffe model's ablations)
     seed: int = 2024  #: seeds numpy, torch, walks, splits and sampling
     device: str = "auto"  #: "auto" (cuda if visible, else cpu), "cpu", "cuda", "cuda:1", ...
     cache_dir: str | None = None  #: where S is cached; None: $KDIFFE_CACHE_DIR, else ~/.cache/kdiffe
@@ -73,6 +81,7 @@ class Config:
     lr: float = 1e-3
     dim: int = 64  #: d, embedding size
     layers: int = 2  #: LightGCN layers
+    layer_combine: str = "sum"  #: "sum" of the layers (KDiffE, Eq. 6) or their "mean" (LightGCN as published)
     theta2: float = 1e-5  #: theta_2, weight of the L2 term of Eq. 14
     l2: str = "params"  #: "params": θ2 ||Θ||² over every model parameter (Eq. 14, authors' code); "batch": LightGCN's batch-embedding L2
 
@@ -199,8 +208,14 @@ def validate(cfg: Config) -> None:
             bad(name, "must be a finite number >= 0")
     if cfg.lr <= 0:
         bad("lr", "must be > 0")
+    if cfg.model not in MODELS:
+        bad("model", f"unknown model; choose from {', '.join(MODELS)}")
     if cfg.variant not in VARIANTS:
         bad("variant", f"unknown variant; choose from {', '.join(VARIANTS)}")
+    if cfg.model != "kdiffe" and cfg.variant != "kdiffe":
+        bad("variant", f"variants are the kdiffe model's ablations; model={cfg.model} has none")
+    if cfg.layer_combine not in LAYER_COMBINES:
+        bad("layer_combine", f"choose from {', '.join(LAYER_COMBINES)}")
     if cfg.kg not in KG_SOURCES:
         bad("kg", f"choose from {', '.join(KG_SOURCES)}")
     if cfg.l2 not in L2_SCOPES:
@@ -279,8 +294,14 @@ def _parse_int(text: str) -> int:
 
 
 def from_dict(values: Mapping[str, Any]) -> Config:
-    """Build a Config from a mapping, coercing strings and rejecting unknown keys."""
+    """Build a Config from a mapping, coercing strings and rejecting unknown keys; a value the
+    mapping lacks is the model's published default (kdiffe.zoo) where it has one, else Config's."""
     kwargs: dict[str, Any] = {}
+    model = values.get("model", FIELDS["model"].default)
+    if isinstance(model, str) and model in MODELS and model != FIELDS["model"].default:
+        from .zoo import model_defaults
+
+        values = {**model_defaults(model), **values}
     for name, value in values.items():
         if name not in FIELDS:
             raise ConfigError(f"unknown parameter {name!r}; known: {', '.join(sorted(FIELDS))}")

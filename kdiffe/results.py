@@ -46,8 +46,12 @@ KINDS = ("search", "grid", "ablation", "scalability")
 #: to every parameter's curve), "t" or "users" in scalability runs, "" otherwise.
 ID_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "seed", "sweep", "status", "error")
 
+#: What a trial's model actually used (Recommender.recorded), beside kg_entities: the item-feature
+#: modalities it read ("image,text"; empty for none).
+RUN_COLUMNS = ("modalities",)
+
 #: Per-evaluation measurements. ``kg_entities``: entities of the KG the trial used, 0 when it had
-#: none (a dataset without item features: the knowledge, diffusion and CL parts did not run).
+#: none (knowledge, diffusion and CL did not run).
 TIME_COLUMNS = ("epoch", "seconds_per_epoch", "epoch_seconds", "s_seconds", "wall_time", "n_users", "n_items",
                 "kg_entities")
 
@@ -62,7 +66,13 @@ METRIC_COLUMNS = metric_columns()
 #: Every Config field except the run-location ones becomes a column of the same name.
 CONFIG_COLUMNS = tuple(name for name in FIELDS if name not in ("data_dir", "cache_dir", "dataset", "variant", "seed"))
 
-COLUMNS = ID_COLUMNS + TIME_COLUMNS + METRIC_COLUMNS + CONFIG_COLUMNS
+COLUMNS = ID_COLUMNS + TIME_COLUMNS + RUN_COLUMNS + METRIC_COLUMNS + CONFIG_COLUMNS
+
+
+def method(config: Mapping[str, Any]) -> Any:
+    """The ``variant`` column of a row: the kdiffe model's variant, or the name of another model."""
+    model = config.get("model") or FIELDS["model"].default
+    return config.get("variant") if model == FIELDS["model"].default else model
 
 #: What each figure or table needs beyond the identity columns.
 REQUIRED = ("experiment", "kind", "trial_id", "dataset", "variant", "seed", "sweep", "status", "epoch",
@@ -81,11 +91,11 @@ def result_row(experiment: str, trial_id: str, config: Mapping[str, Any], metric
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: choose from {', '.join(KINDS)}")
     row.update(experiment=experiment, kind=kind, trial_id=trial_id, dataset=config.get("dataset"),
-               variant=config.get("variant"), seed=config.get("seed"), sweep=sweep, status=status,
+               variant=method(config), seed=config.get("seed"), sweep=sweep, status=status,
                error=error, wall_time=wall_time, n_users=n_users, n_items=n_items)
     for name in CONFIG_COLUMNS:
         row[name] = _cell(config.get(name))
-    for name in TIME_COLUMNS + METRIC_COLUMNS:
+    for name in TIME_COLUMNS + RUN_COLUMNS + METRIC_COLUMNS:
         if name in metrics:
             row[name] = metrics[name]
     return row

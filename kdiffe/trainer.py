@@ -1,9 +1,10 @@
-"""Training loop of KDiffE (paper Section V-C, Eq. 14) with honest model selection.
+"""The training loop (paper Section V-C) of any registered recommender, with honest model selection.
 
-Per epoch: (1) the diffusion view (:class:`~kdiffe.view.DiffusionView`) trains its denoiser,
-guided by the current (detached) user embeddings, and rebuilds Ĝ_k every ``kg_every`` epochs;
-(2) the model's own objective (:meth:`KDiffE.loss`: BPR + θ2 L2 + θ1 InfoNCE) over shuffled
-interaction batches with fresh negatives. Every ``eval_every`` epochs evaluate on validation and
+The model comes from the registry (:mod:`kdiffe.zoo`, Config.model) and follows the
+:class:`~kdiffe.recommender.Recommender` protocol, so this is only a loop. Per epoch: (1) the
+model's per-epoch hook (KDiffE: the diffusion view trains its denoiser, guided by the current
+user embeddings, and rebuilds Ĝ_k every ``kg_every`` epochs); (2) the model's own objective
+(KDiffE: BPR + θ2 L2 + θ1 InfoNCE, Eq. 14) over shuffled interaction batches with fresh negatives. Every ``eval_every`` epochs evaluate on validation and
 test; select the epoch on validation (``select_on="test"`` is the authors' protocol, offered for
 paper-comparable numbers and labelled). Early stopping on the selection metric with ``patience``
 evaluations.
@@ -29,18 +30,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .attention import cached_attention_matrix
 from .config import Config, ConfigError
 from .data import Dataset, load_dataset
 from .errors import UserError
-from .knowledge import build_knowledge
-from .losses import Objective
 from .memory import check_memory
 from .metrics import Evaluator
-from .model import KDiffE
-from .propagation import propagation_operator
+from .recommender import Recommender
 from .sampling import epoch_batches, positive_keys
-from .view import DiffusionView
+from .zoo import build_model
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -113,8 +110,8 @@ class CheckpointError(UserError):
 
 
 #: version of the checkpoint layout written by :meth:`Trainer.state_dict` (1: before the
-#: diffusion view had its own state; read too)
-CHECKPOINT_FORMAT = 2
+#: diffusion view had its own state; 2: before the model kept it as its extra state; both read too)
+CHECKPOINT_FORMAT = 3
 
 
 def plain(value: Any, where: str = "state") -> Any:
@@ -146,7 +143,8 @@ def plain(value: Any, where: str = "state") -> Any:
 
 
 class Trainer:
-    """Builds every operator of a run from a Config and trains; resumable via save/load."""
+    """Builds the run's model (with every operator it needs) from a Config and trains it;
+    resumable via save/load."""
 
     def __init__(self, config: Config, dataset: Dataset | None = None,
                  log: Callable[[str], None] = print) -> None:
@@ -163,24 +161,8 @@ class Trainer:
             log(note)
         check_memory(cfg, ds.n_users, ds.n_items, ds.features,  # before S, the KG and the model
                      ds.kg_triples if cfg.use_kg and cfg.kg == "file" else None, self.device, ds.name)
-        self.s_seconds = 0.0
-        s = None
-        if cfg.use_s:
-            s, self.s_seconds = cached_attention_matrix(ds, cfg.M, cfg.R, cfg.restart, cfg.seed,
-                                                        cfg.cache_dir, log)
-        operator = propagation_operator(ds.train, s, cfg.xi if cfg.use_s else 0.0, self.device)
-        kg = build_knowledge(ds, cfg.kg, cfg.concepts, cfg.links, cfg.kg_iters, cfg.seed, log) \
-            if cfg.use_kg else None
-        if kg is not None:
-            log(kg.describe())
-            if cfg.q > max(np.bincount(kg.entity_relation)):
-                log(f"note: q={cfg.q} exceeds the entities of a relation; keeping all of them")
-        self.kg = kg
-        objective = Objective.from_config(cfg, self.device)
-        self.model = KDiffE(ds.n_users, ds.n_items, operator, cfg.dim, cfg.layers, kg, objective).to(self.device)
+        self.model: Recommender = build_model(cfg, ds, self.device, log)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        #: the diffusion view (Eq. 8-12), when the run contrasts against one
-        self.view = DiffusionView(kg, ds.train, cfg, self.device) if kg is not None and cfg.use_cl else None
         self.keys = positive_keys(ds.train)
         self._evaluators: dict[str, Evaluator] = {}
         self.epoch = 0
@@ -189,13 +171,27 @@ class Trainer:
     @property
     def kg_entities(self) -> int:
         """Entities of the KG this run uses; 0 when it has none (knowledge, diffusion and CL off)."""
-        return self.kg.n_entities if self.kg is not None else 0
+        return int(self.model.recorded()["kg_entities"])
 
-    # views --------------------------------------------------------------
+    @property
+    def s_seconds(self) -> float:
+        """Seconds the model took to build (or load) S; 0 without S."""
+        return float(getattr(self.model, "s_seconds", 0.0))
+
+    # KDiffE's views (None for models without them) ----------------------
+    @property
+    def kg(self) -> Any:
+        return getattr(self.model, "kg", None)
+
+    @property
+    def view(self) -> Any:
+        """The diffusion view (kdiffe.view.DiffusionView) of a KDiffE run that contrasts, else None."""
+        return getattr(self.model, "view", None)
+
     @property
     def triples(self) -> torch.Tensor | None:
         """The original KG's triples (the main view)."""
-        return self.model.kg_triples
+        return getattr(self.model, "kg_triples", None)
 
     @property
     def view_triples(self) -> torch.Tensor | None:
@@ -211,17 +207,14 @@ class Trainer:
         cfg = self.config
         self.model.train()
         start = time.perf_counter()
-        device_stats: dict[str, torch.Tensor] = {}
-        if self.view is not None:
-            device_stats.update(self.view.step(self.model, self.epoch))
+        device_stats = dict(self.model.epoch_hook(self.epoch))
         diffusion_seconds = time.perf_counter() - start
         batches = epoch_batches(self.dataset.train, self.keys, cfg.batch_size, self.rng, self.device,
-                                anchors=self.model.objective.contrastive)
+                                anchors=self.model.contrastive)
         bar = Progress(f"epoch {self.epoch + 1}", len(batches))
-        view_triples = self.view.triples if self.view is not None else None
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # bpr_loss, cl_loss
         for batch in batches:
-            loss, parts = self.model.loss(batch, view_triples)
+            loss, parts = self.model.loss(batch)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -252,10 +245,9 @@ class Trainer:
         return self._evaluators[split]
 
     def evaluate(self) -> dict[str, float]:
-        """Validation and test metrics of the main view, prefixed ``val_`` and ``test_``."""
+        """Validation and test metrics of the model's scores, prefixed ``val_`` and ``test_``."""
         self.model.eval()
-        z_u, z_i = self.model.get_embedding(self.triples)
-        score = lambda users: z_u[users] @ z_i.T  # noqa: E731
+        score = self.model.scorer()
         val, test = self.evaluator("val")(score), self.evaluator("test")(score)
         return {**{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()}}
 
@@ -279,7 +271,7 @@ class Trainer:
             metrics = self.evaluate()
             row = {"epoch": self.epoch, **metrics, **stats,
                    "seconds_per_epoch": float(np.mean(hist.epoch_seconds)), "s_seconds": self.s_seconds,
-                   "kg_entities": self.kg_entities}
+                   **self.model.recorded()}
             hist.evaluations.append(row)
             improved = hist.best is None or row[self.selection_key] > hist.best[self.selection_key]
             if improved:
@@ -303,6 +295,7 @@ class Trainer:
         split = lambda prefix: {k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)}  # noqa: E731
         return {
             "dataset": self.dataset.name,
+            "model": self.config.model,
             "variant": self.config.variant,
             "selected_on": SELECTION_LABELS[self.config.select_on],
             "selection_metric": self.selection_key,
@@ -312,7 +305,7 @@ class Trainer:
             "epochs_run": self.epoch,
             "seconds_per_epoch": float(np.median(hist.epoch_seconds)) if hist.epoch_seconds else None,
             "s_seconds": self.s_seconds,
-            "kg_entities": self.kg_entities,
+            **self.model.recorded(),
             "peak_memory_mb": peak_memory_mb(self.device),
             "device": str(self.device),
             "config": self.config.to_dict(),
@@ -335,22 +328,21 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "config": self.config.to_dict(),
-            "view": None if self.view is None else self.view.state_dict(),
+            "extra": self.model.extra_state(),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return plain(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("format", 1) == 1:  # written before the diffusion view had its own state
-            view = None if "denoiser" not in state else {
+        layout = state.get("format", 1)
+        if layout == 1:  # written before the diffusion view had its own state
+            extra = None if "denoiser" not in state else {
                 "denoiser": state["denoiser"], "optimizer": state["diff_optimizer"], "triples": state["view_triples"]}
-            history = state["history"]
         else:
-            view, history = state["view"], state["history"]
-        if (view is None) != (self.view is None):
-            raise CheckpointError("checkpoint and config disagree on the diffusion view (the checkpoint has "
-                                  f"{'none' if view is None else 'one'}); was it written by another variant?")
+            extra = state["view"] if layout == 2 else state["extra"]
+        history = state["history"]
+        self.model.load_extra_state(extra)  # first: it refuses a checkpoint of another variant
         self.epoch = int(state["epoch"])
         best_index = history.get("best_index")
         evaluations = list(history["evaluations"])
@@ -363,8 +355,6 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        if view is not None:
-            self.view.load_state_dict(view)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / "trainer.pt"

@@ -21,3 +21,14 @@ def datasets_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KDIFFE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kdiffe-cache"))
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-exact runs: with several threads some CPU kernels sum in a varying order (~1e-7)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import kdiffe
-from kdiffe import Config, Trainer, make_synthetic, train
+from kdiffe import Config, Trainer, from_dict, make_synthetic, train
 from kdiffe.sampling import epoch_batches
 from kdiffe.trainer import CheckpointError
 
@@ -18,15 +18,6 @@ QUIET = dict(log=lambda message: None)
 @pytest.fixture(scope="module")
 def synthetic():
     return make_synthetic(n_users=600, n_items=400, seed=0)
-
-
-@pytest.fixture
-def one_thread():
-    """Bit-exact runs: with several threads some CPU kernels sum in a varying order (~1e-7)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_lightgcn_learns_far_above_random(synthetic):
@@ -65,9 +56,9 @@ def test_seeded_runs_repeat(synthetic):
     assert a["val"] == b["val"]
 
 
-@pytest.mark.parametrize("variant", ["lightgcn", "kdiffe"])
-def test_resume_matches_an_uninterrupted_run(tmp_path, synthetic, variant, one_thread):
-    cfg = Config(variant=variant, epochs=4, M=5, R=2, patience=0)
+@pytest.mark.parametrize("run", [{"variant": "lightgcn"}, {"variant": "kdiffe"}, {"model": "lightgcn"}])
+def test_resume_matches_an_uninterrupted_run(tmp_path, synthetic, run, one_thread):
+    cfg = from_dict({**run, "epochs": 4, "M": 5, "R": 2, "patience": 0})
     straight = Trainer(cfg, synthetic, **QUIET)
     straight.run()
     first = Trainer(cfg.replace(epochs=2), synthetic, **QUIET)
@@ -135,7 +126,7 @@ def test_checkpoint_is_plain_data_and_loads_with_weights_only(tmp_path, syntheti
     path = first.save(tmp_path)
     state = torch.load(path, weights_only=True)  # refuses anything but tensors and plain values
     assert {type(x) for x in _leaves(state)} <= {torch.Tensor, str, int, float, bool, type(None)}
-    assert state["history"]["evaluations"][0]["epoch"] == 1 and state["view"]["triples"].dtype == torch.int64
+    assert state["history"]["evaluations"][0]["epoch"] == 1 and state["extra"]["triples"].dtype == torch.int64
     resumed = Trainer(cfg, synthetic, **QUIET)
     resumed.load(tmp_path)
     assert any(resumed.history.best is row for row in resumed.history.evaluations)
@@ -183,14 +174,19 @@ def test_checkpoint_of_another_variant_is_refused(tmp_path, synthetic):
         Trainer(Config(variant="kdiffe", epochs=1, M=5, R=2), synthetic, **QUIET).load(tmp_path)
 
 
-def test_checkpoints_of_the_previous_layout_still_load(tmp_path, synthetic, one_thread):
-    """Format 1 (denoiser, diff_optimizer and view_triples at the top) resumes exactly."""
+@pytest.mark.parametrize("layout", [1, 2])
+def test_checkpoints_of_the_previous_layouts_still_load(tmp_path, synthetic, one_thread, layout):
+    """Format 1 (denoiser, diff_optimizer and view_triples at the top) and format 2 (the view's
+    state under "view", before models kept it as their extra state) resume exactly."""
     cfg = Config(variant="kdiffe", epochs=3, M=5, R=2, patience=0)
     straight, first = _straight_and_cut(cfg, synthetic, 2)
     state = first.state_dict()
-    view = state.pop("view")
-    del state["format"], state["history"]["best_index"]
-    state.update(denoiser=view["denoiser"], diff_optimizer=view["optimizer"], view_triples=view["triples"])
+    view = state.pop("extra")
+    if layout == 1:
+        del state["format"], state["history"]["best_index"]
+        state.update(denoiser=view["denoiser"], diff_optimizer=view["optimizer"], view_triples=view["triples"])
+    else:
+        state.update(format=2, view=view)
     torch.save(state, tmp_path / "trainer.pt")
     resumed = Trainer(cfg, synthetic, **QUIET)
     resumed.load(tmp_path)

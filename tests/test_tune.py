@@ -663,3 +663,40 @@ def test_resume_refuses_an_experiment_of_an_older_version(ray_session, tmp_path,
         folder.rename(trials / f"kdiffe_trainable_0000{n}")
     line = one_line_error(capsys, main, ["--storage", str(tmp_path), "--name", "old", "--resume"])
     assert "was started by an older version" in line and "kdiffe_trainable_00000" in line
+
+
+# ---------------------------------------------------------------------------------- other models
+def test_another_models_search_uses_its_own_space_and_defaults():
+    from tune.spaces import grid_points, parse_params
+
+    assert parse_params(None, "lightgcn") == ("theta2", "lr")
+    with pytest.raises(Exception, match="--params: unknown M for model lightgcn"):
+        parse_params("M,theta2", "lightgcn")
+    points = grid_points(("theta2",), {"model": "lightgcn"})
+    assert [p["theta2"] for p in points[1:]] == [1e-6, 1e-5, 2e-5, 4e-5, 1e-3]  # 1e-4: LightGCN's default point
+
+
+def test_a_lightgcn_trial_cut_short_resumes_bit_exactly_inside_ray(ray_session, tmp_path, capsys):
+    from tune.search import main
+
+    def search(name, epochs):
+        argv = ["--dataset", "synthetic", "--set", "syn_users=120", "--set", "syn_items=60", "--model", "lightgcn",
+                "--mode", "random", "--params", "lr", "--num-samples", "1", "--scheduler", "fifo", "--set",
+                "patience=0", "--epochs", str(epochs), "--cpus-per-trial", "1", "--storage", str(tmp_path),
+                "--name", name]
+        assert main(argv) == 0
+
+    search("straight", 4)
+    search("cut", 2)
+    folder = tmp_path / "cut"
+    record = json.loads((folder / "experiment.json").read_text())
+    record["settings"]["epochs"] = 4  # as if cut after epoch 2 of 4
+    (folder / "experiment.json").write_text(json.dumps(record))
+    (trial,) = [p for p in (folder / "trials").iterdir()]
+    (trial / "end.json").unlink()
+    assert main(["--storage", str(tmp_path), "--name", "cut", "--resume"]) == 0
+    keep = ["trial_id", "epoch", "lr", "val_recall@20", "test_ndcg@20"]
+    resumed = pd.read_csv(folder / "results.csv")[keep]
+    straight = pd.read_csv(tmp_path / "straight" / "results.csv")[keep]
+    assert list(resumed["epoch"]) == [1, 2, 3, 4] and set(pd.read_csv(folder / "results.csv")["variant"]) == {"lightgcn"}
+    pd.testing.assert_frame_equal(resumed, straight)

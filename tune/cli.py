@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 from kdiffe.config import ConfigError, from_dict, parse_overrides
 from kdiffe.data import available_datasets, load_dataset, resolve_data_dir
 from kdiffe.errors import EXIT_USAGE, UserError, report
-from kdiffe.knowledge import default_concepts
 from kdiffe.memory import check_memory
+from kdiffe.zoo import model_class
 from kdiffe.results import DEFAULT_STORAGE, RESULTS_FILE, best_evaluation
 from kdiffe.trainer import dataset_for
 
@@ -203,9 +203,10 @@ def validate_configs(candidates: Iterable[Mapping[str, Any]]) -> None:
     """Reject a configuration that can never be valid before any trial starts.
 
     Each candidate (flat Config fields, optionally a grid ``point``) goes through
-    ``kdiffe.config.from_dict``; its dataset is loaded once per (dataset, size) to check q
-    against the concept entities per relation, max_users against the users, and the memory a
-    trial would need against this machine's (kdiffe.memory).
+    ``kdiffe.config.from_dict``; its dataset is loaded once per (dataset, size) for the model's
+    own check (KDiffE: a KG source the dataset has, q against the concept entities per relation),
+    max_users against the users, and the memory a trial would need against this machine's
+    (kdiffe.memory).
     """
     datasets: dict[tuple[Any, ...], Any] = {}
     for values in candidates:
@@ -215,10 +216,7 @@ def validate_configs(candidates: Iterable[Mapping[str, Any]]) -> None:
         if key not in datasets:
             datasets[key] = dataset_for(config.replace(max_users=0))
         ds = datasets[key]
-        concepts = min(config.concepts or default_concepts(ds.n_items), ds.n_items)
-        if config.use_kg and config.kg == "features" and ds.features and config.q > concepts:
-            raise ConfigError(f"q={config.q}: larger than the {concepts} concept entities per relation "
-                              f"on {config.dataset}")
+        model_class(config.model).check(config, ds)
         if config.max_users > ds.n_users:
             raise ConfigError(f"max_users={config.max_users}: {config.dataset} has only {ds.n_users} users")
         if config.device in ("auto", "cpu"):  # a GPU trial's memory is checked where it runs
@@ -438,7 +436,8 @@ def summary_lines(frame: Any, metric: str, moved: Iterable[str] = ()) -> list[st
     best = best_evaluation(frame, metric)
     if best is None:
         return lines + ["no successful trial"]
-    keys = dict.fromkeys(["dataset", "variant", "seed", "M", "R", "xi", "t", "tau", "theta1", "q", *moved])
+    paper = ["M", "R", "xi", "t", "tau", "theta1", "q"] if best.get("model", "kdiffe") in ("kdiffe", None) else []
+    keys = dict.fromkeys(["dataset", "variant", "seed", *paper, *moved])
     config = ", ".join(f"{k}={best[k]}" for k in keys if k in best)
     k = metric.split("@")[1]
     return lines + [

@@ -41,10 +41,13 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def points(datasets: Sequence[str], users_dataset: str | None, n_users: int, only: str | None,
-           steps: Iterable[int] = PAPER_GRIDS["t"], counts: Iterable[int] = USER_COUNTS) -> list[dict[str, Any]]:
+           steps: Iterable[int] = PAPER_GRIDS["t"], counts: Iterable[int] = USER_COUNTS,
+           featureless: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Trial points: (a) every t on every dataset; (b) each user count below the dataset's users
-    (0, or a count at or above them, means all users)."""
+    (0, or a count at or above them, means all users). A dataset in ``featureless`` (no item
+    features to build the KG from) runs KDiffE's feature-free form, ``kg=none``, and says so."""
     out: list[dict[str, Any]] = []
+    bare = set(featureless)
     if only in (None, "t"):
         out += [{"sweep": "t", "dataset": d, "t": int(t)} for d in datasets for t in steps]
     if only in (None, "users") and users_dataset:
@@ -52,7 +55,7 @@ def points(datasets: Sequence[str], users_dataset: str | None, n_users: int, onl
         kept = sorted({c for c in counts if 0 < c < n_users})
         kept += [0] if any(c == 0 or c >= n_users for c in counts) else []  # 0: all users
         out += [{"sweep": "users", "dataset": users_dataset, "max_users": c} for c in kept]
-    return out
+    return [{**p, "kg": "none"} if p["dataset"] in bare else p for p in out]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,11 +71,14 @@ def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
         raise ConfigError("--steps: diffusion steps must be >= 1")
     users_dataset = args.users_dataset or ("sports" if "sports" in args.dataset else None)
     datasets = tuple(dict.fromkeys([*args.dataset, *([users_dataset] if users_dataset else [])]))
-    n_users = 0
-    if users_dataset and args.only != "t":
-        check_dataset(users_dataset, base["data_dir"])
-        n_users = dataset_for(from_dict({**base, "dataset": users_dataset, "max_users": 0})).n_users
-    trial_points = points(args.dataset, users_dataset, n_users, args.only, args.steps, args.user_counts)
+    n_users, featureless = 0, []
+    for name in datasets:
+        check_dataset(name, base["data_dir"])
+        ds = dataset_for(from_dict({**base, "dataset": name, "max_users": 0}))
+        n_users = ds.n_users if name == users_dataset else n_users
+        featureless += [] if ds.features or base.get("kg", "features") != "features" else [name]
+    trial_points = points(args.dataset, users_dataset, n_users, args.only, args.steps, args.user_counts,
+                          featureless)
     if not trial_points:
         raise ConfigError("nothing to run: the users sweep needs sports among --dataset, or --users-dataset")
     return Plan(kind="scalability", name="scalability", param_space=base, cells=trial_points,

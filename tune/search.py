@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from kdiffe.config import VARIANTS, ConfigError, parse_overrides  # noqa: E402
 from kdiffe.results import metric_columns  # noqa: E402
+from kdiffe.zoo import MODELS  # noqa: E402
 
 from tune.cli import Plan, Script, main as run_script, non_negative, seeds_arg, summary_lines  # noqa: E402
 from tune.experiment import DEFAULT_GRACE_PERIOD  # noqa: E402
@@ -56,24 +57,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation metric to maximise, e.g. val_recall@20 or val_ndcg@10")
     parser.add_argument("--seeds", type=seeds_arg, default=[2024],
                         help="seeds, e.g. 2024, 0,1,2 or 0-4; grid and random run every point once per seed")
+    parser.add_argument("--model", choices=list(MODELS), default="kdiffe",
+                        help="the recommender of every trial (default kdiffe); --params defaults to its search space")
     parser.add_argument("--variant", choices=list(VARIANTS), default=None,
-                        help="variant of every trial (default kdiffe; not with --params variant)")
+                        help="kdiffe's variant of every trial (default kdiffe; not with --params variant)")
 
 
 def defaults(args: argparse.Namespace) -> dict[str, Any]:
-    return {"dataset": args.dataset, "variant": args.variant or "kdiffe", "metric": args.metric[len("val_"):],
-            "epochs": DEFAULT_EPOCHS}
+    return {"dataset": args.dataset, "model": args.model, "variant": args.variant or "kdiffe",
+            "metric": args.metric[len("val_"):], "epochs": DEFAULT_EPOCHS}
 
 
 def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
-    params = parse_params(args.params)
+    params = parse_params(args.params, args.model)
     clash = [key for key in parse_overrides(args.overrides) if key in params]
     if clash:
         raise ConfigError(f"--set {clash[0]}=...: {clash[0]} is searched (--params); fix it with --set or "
                           f"search it, not both")
     if "variant" in params and args.variant:
         raise ConfigError(f"--variant {args.variant}: the variant is searched (--params variant)")
-    name = f"{args.dataset}-{args.mode}" + (f"-{args.variant}" if args.variant not in (None, "kdiffe") else "")
+    name = f"{args.dataset}-{args.mode}" + (f"-{args.model}" if args.model != "kdiffe" else "") + \
+        (f"-{args.variant}" if args.variant not in (None, "kdiffe") else "")
     common = dict(kind="grid" if args.mode == "grid" else "search", name=name,
                   params=params, metric=args.metric, search=args.mode, seed=args.seeds[0], datasets=(args.dataset,))
     if args.mode == "grid":
@@ -96,7 +100,7 @@ def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
 
 
 def finish(outcome: Any, exp: Any, args: argparse.Namespace) -> tuple[list[str], int]:
-    lines = summary_lines(outcome.frame, args.metric, parse_params(args.params))
+    lines = summary_lines(outcome.frame, args.metric, parse_params(args.params, args.model))
     return lines, 1 if lines[-1] == "no successful trial" else 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from kdiffe.config import FIELDS, VARIANTS, ConfigError
+from kdiffe.zoo import model_defaults
 from kdiffe.paper import (JOINT_RANGES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_GRIDS, TRAINING_PARAMS,  # noqa: F401
                           range_ends)
 
@@ -14,25 +15,39 @@ SEARCHABLE = SWEEP_PARAMS + ("variant",) + TRAINING_PARAMS
 GRIDS = {**PAPER_GRIDS, **TRAINING_GRIDS}
 
 
-def parse_params(text: str | None) -> tuple[str, ...]:
-    """'M,R,variant' -> ("M", "R", "variant"); None -> all seven paper parameters."""
+def searchable(model: str = "kdiffe") -> tuple[str, ...]:
+    """What a search of ``model`` may move: KDiffE's paper parameters, its variant and the training
+    parameters; another model's own search space (its ``search`` attribute)."""
+    if model == "kdiffe":
+        return SEARCHABLE
+    from kdiffe.zoo import model_class
+
+    return tuple(model_class(model).search)
+
+
+def parse_params(text: str | None, model: str = "kdiffe") -> tuple[str, ...]:
+    """'M,R,variant' -> ("M", "R", "variant"); None -> the model's default search space (KDiffE's:
+    the seven paper parameters)."""
+    allowed = searchable(model)
     if not text:
-        return SWEEP_PARAMS
+        return SWEEP_PARAMS if model == "kdiffe" else allowed
     params = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in params if p not in SEARCHABLE]
+    unknown = [p for p in params if p not in allowed]
     if unknown:
-        raise ConfigError(f"--params: unknown {', '.join(unknown)}; choose from {', '.join(SEARCHABLE)}")
+        raise ConfigError(f"--params: unknown {', '.join(unknown)} for model {model}; choose from "
+                          f"{', '.join(allowed)}")
     return params
 
 
 def grid_points(params: Iterable[str], base: dict[str, Any]) -> list[dict[str, Any]]:
     """One-factor-at-a-time points: the all-defaults point, then each grid value of each parameter."""
     points: list[dict[str, Any]] = [{"sweep": "default"}]
+    published = model_defaults(base["model"]) if base.get("model", "kdiffe") != "kdiffe" else {}
     for name in params:
         if name == "variant":
             points += [{"sweep": "variant", "variant": v} for v in VARIANTS if v != base.get("variant")]
             continue
-        default = base.get(name, FIELDS[name].default)
+        default = base.get(name, published.get(name, FIELDS[name].default))
         points += [{"sweep": name, name: value} for value in GRIDS[name] if value != default]
     return points
 

@@ -1,0 +1,98 @@
+"""The protocol every recommender of the bench follows, so the trainer is only a loop.
+
+A model (one module, registered in :mod:`kdiffe.zoo`) is an ``nn.Module`` that
+
+- builds itself from a Config and a Dataset (:meth:`Recommender.build`), including whatever
+  graph operators, knowledge graphs or auxiliary views it needs;
+- owns its objective: :meth:`Recommender.loss` of one batch of (user, positive, negative)
+  triples (RecBole's ``calculate_loss``);
+- owns its scores: :meth:`Recommender.embeddings` and :meth:`Recommender.scorer` for the
+  full-ranking evaluator (RecBole's ``full_sort_predict``, PyG's ``get_embedding``);
+- has an optional per-epoch hook (:meth:`Recommender.epoch_hook`), which the trainer calls
+  before the epoch's batches without knowing what it does (KDiffE rebuilds its diffusion view
+  there; SGL would resample its dropped graphs, NCL run its k-means step);
+- keeps any state outside its parameters in :meth:`Recommender.extra_state` (plain values and
+  tensors, for ``torch.load(weights_only=True)`` checkpoints);
+- says what actually ran (:meth:`Recommender.recorded`), which every result row carries.
+
+Its published hyperparameters that differ from Config's defaults are :attr:`Recommender.defaults`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Mapping
+
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
+
+Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Recommender(nn.Module):
+    """Base of every model; see the module docstring for the protocol."""
+
+    name: ClassVar[str] = ""
+    #: Config values the model's paper publishes, where they differ from Config's defaults
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    #: the parameters a search moves by default (ranges: kdiffe.paper.JOINT_RANGES)
+    search: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check(cls, config: Any, dataset: Any) -> None:
+        """Raise ConfigError when ``config`` cannot run on ``dataset`` (cheap: nothing is built);
+        the runners call it for every planned configuration before any trial starts."""
+
+    @classmethod
+    def build(cls, config: Any, dataset: Any, device: torch.device,
+              log: Callable[[str], None] = print) -> "Recommender":
+        raise NotImplementedError
+
+    # training -----------------------------------------------------------
+    @property
+    def contrastive(self) -> bool:
+        """Whether :meth:`loss` needs the batch's distinct users and items as anchors."""
+        return False
+
+    def epoch_hook(self, epoch: int) -> dict[str, torch.Tensor]:
+        """Work of the model before the batches of epoch ``epoch`` (0-based); device scalars to log."""
+        return {}
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss of one batch, detached parts for logging; ``bpr_loss`` always among them)."""
+        raise NotImplementedError
+
+    # scores -------------------------------------------------------------
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final (users, items) embeddings the model ranks with."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def scorer(self) -> Scorer:
+        """users -> (len(users), items) scores, embeddings computed once (dot product, Eq. 7)."""
+        z_u, z_i = self.embeddings()
+        return lambda users: z_u[users] @ z_i.T
+
+    @torch.no_grad()
+    def recommend(self, users: torch.Tensor, k: int, exclude: sp.csr_matrix | None = None) -> torch.Tensor:
+        """Top-k item ids per user; items in ``exclude`` (e.g. training items) never recommended."""
+        scores = self.scorer()(users)
+        if exclude is not None:
+            rows = sp.csr_matrix(exclude)[users.cpu().numpy()].tocoo()
+            scores[torch.as_tensor(rows.row, device=scores.device),
+                   torch.as_tensor(rows.col, device=scores.device)] = -torch.inf
+        return torch.topk(scores, k, dim=1).indices
+
+    # what ran, checkpoints ----------------------------------------------
+    def recorded(self) -> dict[str, Any]:
+        """What this run actually used, for every result row: ``kg_entities`` (0: no KG) and
+        ``modalities`` (the item-feature modalities it read, comma-separated, "" for none)."""
+        return {"kg_entities": 0, "modalities": ""}
+
+    def extra_state(self) -> dict[str, Any] | None:
+        """State outside the parameters (an auxiliary view and its optimiser), or None."""
+        return None
+
+    def load_extra_state(self, state: dict[str, Any] | None) -> None:
+        if state is not None:
+            raise ValueError(f"{self.name}: a checkpoint with extra state, but this model keeps none")

@@ -1,0 +1,132 @@
+"""The model registry and the Recommender protocol: every registered model builds, trains, scores
+and resumes through the one trainer; LightGCN as published, checked against hand-computed
+numbers; what ran is recorded; a model that needs item features refuses a dataset without them."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from kdiffe import Config, Trainer, from_dict, make_synthetic
+from kdiffe.config import ConfigError
+from kdiffe.data import Dataset
+from kdiffe.lightgcn import LightGCN
+from kdiffe.losses import Objective
+from kdiffe.propagation import propagation_operator
+from kdiffe.recommender import Recommender
+from kdiffe.sampling import Batch
+from kdiffe.zoo import MODELS, build_model, model_class, model_defaults
+
+QUIET = dict(log=lambda message: None)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return make_synthetic(n_users=120, n_items=60, seed=1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registered_model_builds_trains_and_scores(name, synthetic):
+    cls = model_class(name)
+    assert issubclass(cls, Recommender) and cls.name == name
+    cfg = from_dict({"model": name, "M": 5, "R": 2, "epochs": 2, "patience": 0})
+    trainer = Trainer(cfg, synthetic, **QUIET)
+    assert isinstance(trainer.model, cls)
+    summary = trainer.run()
+    assert summary["model"] == name and summary["epochs_run"] == 2 and 0 <= summary["val"]["recall@20"] <= 1
+    scores = trainer.model.scorer()(torch.arange(5))
+    assert scores.shape == (5, synthetic.n_items) and torch.isfinite(scores).all()
+    top = trainer.model.recommend(torch.arange(5), 10, exclude=synthetic.train)
+    train = synthetic.train.tocsr()
+    assert all(train[u, i] == 0 for u in range(5) for i in top[u].tolist())  # training items never recommended
+    assert set(trainer.model.recorded()) == {"kg_entities", "modalities"}
+
+
+def test_unknown_model_is_refused_and_published_defaults_apply_only_when_not_given():
+    with pytest.raises(ConfigError, match="model='sgl2': unknown model; choose from kdiffe, lightgcn"):
+        from_dict({"model": "sgl2"})
+    with pytest.raises(ConfigError, match="variants are the kdiffe model's ablations"):
+        from_dict({"model": "lightgcn", "variant": "no_s"})
+    published = from_dict({"model": "lightgcn"})
+    assert (published.layers, published.theta2, published.l2, published.layer_combine) == (3, 1e-4, "batch", "mean")
+    assert model_defaults("lightgcn") == {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean"}
+    mine = from_dict({"model": "lightgcn", "layers": 1, "theta2": 0.3})
+    assert (mine.layers, mine.theta2, mine.layer_combine) == (1, 0.3, "mean")
+    assert from_dict(published.to_dict()) == published  # a round trip keeps every value
+    kdiffe = from_dict({})
+    assert (kdiffe.model, kdiffe.layers, kdiffe.layer_combine, kdiffe.theta2) == ("kdiffe", 2, "sum", 1e-5)
+
+
+def _triangle() -> Dataset:
+    """3 users, 2 items: u0-i0, u1-i0, u1-i1, u2-i1."""
+    train = sp.csr_matrix(np.array([[1, 0], [1, 1], [0, 1]], dtype=np.float32))
+    empty = sp.csr_matrix((3, 2), dtype=np.float32)
+    return Dataset(name="triangle", train=train, val=empty, test=empty)
+
+
+def test_lightgcn_mean_of_layers_and_loss_match_hand_computation():
+    """LightGCN Eq. 3-5 and 15 on a hand-made graph, every number from numpy."""
+    ds = _triangle()
+    operator = propagation_operator(ds.train, None, 0.0)
+    model = LightGCN(3, 2, operator, dim=2, layers=2, combine="mean", objective=Objective(theta2=0.1, l2="batch"))
+    e_u = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    e_i = np.array([[0.5, -1.0], [2.0, 0.0]])
+    with torch.no_grad():
+        model.user.weight.copy_(torch.tensor(e_u))
+        model.item.weight.copy_(torch.tensor(e_i))
+    a = np.array([[1, 0], [1, 1], [0, 1]], dtype=float)
+    d_u, d_i = a.sum(1), a.sum(0)
+    norm = a / np.sqrt(d_u)[:, None] / np.sqrt(d_i)[None, :]  # D_u^-1/2 A D_i^-1/2
+    big = np.block([[np.zeros((3, 3)), norm], [norm.T, np.zeros((2, 2))]])
+    e0 = np.vstack([e_u, e_i])
+    e1 = big @ e0
+    e2 = big @ e1
+    final = (e0 + e1 + e2) / 3  # α_k = 1 / (K + 1)
+    users, items = model.forward()
+    np.testing.assert_allclose(users.detach().numpy(), final[:3], rtol=1e-6)
+    np.testing.assert_allclose(items.detach().numpy(), final[3:], rtol=1e-6)
+    batch = Batch(users=torch.tensor([0, 2]), pos=torch.tensor([0, 1]), neg=torch.tensor([1, 0]))
+    loss, parts = model.loss(batch)
+    pos = np.array([final[0] @ final[3], final[2] @ final[4]])
+    neg = np.array([final[0] @ final[4], final[2] @ final[3]])
+    bpr = np.mean(np.log1p(np.exp(neg - pos)))
+    reg = 0.5 * (np.sum(e_u[[0, 2]] ** 2) + np.sum(e_i[[0, 1]] ** 2) + np.sum(e_i[[1, 0]] ** 2)) / 2
+    assert float(parts["bpr_loss"]) == pytest.approx(bpr, rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(bpr + 0.1 * reg, rel=1e-6)
+    summed = LightGCN(3, 2, operator, dim=2, layers=2, combine="sum")
+    with torch.no_grad():
+        summed.load_state_dict(model.state_dict())
+    np.testing.assert_allclose(summed.forward()[0].detach().numpy(), 3 * final[:3], rtol=1e-6)
+
+
+def test_lightgcn_in_kdiffes_form_is_kdiffes_lightgcn_variant(synthetic, one_thread):
+    """The published model set to the layer sum and θ2 ||Θ||² computes exactly what KDiffE's
+    lightgcn variant computes: same parameters, same draws, same numbers."""
+    common = dict(epochs=3, patience=0, seed=7)
+    variant = Trainer(from_dict({"variant": "lightgcn", **common}), synthetic, **QUIET).run()
+    form = Trainer(from_dict({"model": "lightgcn", "layer_combine": "sum", "l2": "params", "theta2": 1e-5,
+                              "layers": 2, **common}), synthetic, **QUIET).run()
+    keys = ["val_recall@20", "test_ndcg@20", "bpr_loss"]
+    assert [[row[k] for k in keys] for row in form["history"]] == [[row[k] for k in keys] for row in variant["history"]]
+    published = Trainer(from_dict({"model": "lightgcn", **common}), synthetic, **QUIET).run()
+    assert [row["bpr_loss"] for row in published["history"]] != [row["bpr_loss"] for row in variant["history"]]
+
+
+def test_kdiffe_records_what_ran_and_refuses_a_dataset_without_features(synthetic):
+    bare = Dataset(name="bare", train=synthetic.train, val=synthetic.val, test=synthetic.test)
+    with pytest.raises(ConfigError, match="kg=features: bare has no item features .* --set kg=none"):
+        Trainer(Config(M=5, R=2, epochs=1), bare, **QUIET)
+    with pytest.raises(ConfigError, match="kg=file: bare has no kg.txt"):
+        Trainer(Config(M=5, R=2, epochs=1, kg="file"), bare, **QUIET)
+    free = Trainer(Config(M=5, R=2, epochs=1, kg="none"), bare, **QUIET)
+    assert free.model.recorded() == {"kg_entities": 0, "modalities": ""} and free.view is None
+    row = free.run()["history"][-1]
+    assert row["kg_entities"] == 0 and row["modalities"] == ""
+    full = Trainer(Config(M=5, R=2, epochs=1), synthetic, **QUIET)
+    recorded = full.model.recorded()
+    assert recorded["modalities"] == ",".join(sorted(synthetic.features)) and recorded["kg_entities"] == full.kg.n_entities > 0
+
+
+def test_build_model_moves_the_model_to_its_device(synthetic):
+    model = build_model(from_dict({"model": "lightgcn"}), synthetic, torch.device("cpu"), **QUIET)
+    assert model.user.weight.device.type == "cpu" and model.operator.device.type == "cpu"
