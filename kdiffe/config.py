@@ -112,6 +112,7 @@ class Config:
     # contrastive learning (Eq. 13)
     tau: float = 0.5  #: InfoNCE temperature
     theta1: float = 1e-2  #: weight of the contrastive loss
+    edge_drop: float = 0.1  #: SGL's ρ: share of edges each of its two views drops
     #: anchors per block of the streamed, exact InfoNCE (memory: block x nodes); 0: 128 on CPU, 4096 on CUDA
     cl_block: int = 0
 
@@ -222,6 +223,8 @@ def validate(cfg: Config) -> None:
         bad("l2", f"choose from {', '.join(L2_SCOPES)}")
     if cfg.select_on not in SELECT_ON:
         bad("select_on", "choose from val, test")
+    if not 0 <= cfg.edge_drop < 1:
+        bad("edge_drop", "must be in [0, 1)")
     if not 0 <= cfg.restart < 1:
         bad("restart", "restart probability must be in [0, 1)")
     if not 0 < cfg.val_fraction < 1:

@@ -64,8 +64,12 @@ class LightGCN(Recommender):
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (users, items) embeddings: Eq. 4's mean of the K + 1 layers (or their sum)."""
+        return self._combine(self.operator)
+
+    def _combine(self, operator: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layers over ``operator`` (the graph, or a view of it), combined."""
         ego = torch.cat([self.user.weight, self.item.weight], dim=0)
-        total = propagate(self.operator, ego, self.layers)
+        total = propagate(operator, ego, self.layers)
         if self.combine == "mean":
             total = total / (self.layers + 1)
         users, items = total.split([self.n_users, self.n_items])

@@ -176,8 +176,10 @@ class Objective:
     block: int = CPU_BLOCK  #: anchors per block of the streamed InfoNCE
 
     @classmethod
-    def from_config(cls, cfg: Any, device: torch.device | str = "cpu") -> "Objective":
-        return cls(theta1=cfg.theta1 if cfg.use_cl else 0.0, theta2=cfg.theta2, l2=cfg.l2, tau=cfg.tau,
+    def from_config(cls, cfg: Any, device: torch.device | str = "cpu", contrastive: bool | None = None) -> "Objective":
+        """From a Config; ``contrastive`` (default: KDiffE's ``cfg.use_cl``) keeps θ1 or zeroes it."""
+        keep = cfg.use_cl if contrastive is None else contrastive
+        return cls(theta1=cfg.theta1 if keep else 0.0, theta2=cfg.theta2, l2=cfg.l2, tau=cfg.tau,
                    block=cfg.cl_block or default_block(device))
 
     @property

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 MODELS: dict[str, str] = {
     "kdiffe": "kdiffe.model:KDiffE",
     "lightgcn": "kdiffe.lightgcn:LightGCN",
+    "sgl": "kdiffe.sgl:SGL",
 }
 
 

@@ -56,7 +56,8 @@ def test_seeded_runs_repeat(synthetic):
     assert a["val"] == b["val"]
 
 
-@pytest.mark.parametrize("run", [{"variant": "lightgcn"}, {"variant": "kdiffe"}, {"model": "lightgcn"}])
+@pytest.mark.parametrize("run", [{"variant": "lightgcn"}, {"variant": "kdiffe"}, {"model": "lightgcn"},
+                                 {"model": "sgl"}])
 def test_resume_matches_an_uninterrupted_run(tmp_path, synthetic, run, one_thread):
     cfg = from_dict({**run, "epochs": 4, "M": 5, "R": 2, "patience": 0})
     straight = Trainer(cfg, synthetic, **QUIET)

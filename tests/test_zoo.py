@@ -43,7 +43,7 @@ def test_every_registered_model_builds_trains_and_scores(name, synthetic):
 
 
 def test_unknown_model_is_refused_and_published_defaults_apply_only_when_not_given():
-    with pytest.raises(ConfigError, match="model='sgl2': unknown model; choose from kdiffe, lightgcn"):
+    with pytest.raises(ConfigError, match="model=.sgl2.: unknown model; choose from kdiffe, lightgcn, sgl"):
         from_dict({"model": "sgl2"})
     with pytest.raises(ConfigError, match="variants are the kdiffe model's ablations"):
         from_dict({"model": "lightgcn", "variant": "no_s"})
@@ -130,3 +130,48 @@ def test_kdiffe_records_what_ran_and_refuses_a_dataset_without_features(syntheti
 def test_build_model_moves_the_model_to_its_device(synthetic):
     model = build_model(from_dict({"model": "lightgcn"}), synthetic, torch.device("cpu"), **QUIET)
     assert model.user.weight.device.type == "cpu" and model.operator.device.type == "cpu"
+
+
+def test_sgl_edge_dropout_keeps_its_ratio_and_is_resampled():
+    from kdiffe.sgl import drop_edges
+
+    rng = np.random.default_rng(0)
+    graph = sp.random(400, 300, density=0.2, format="csr", random_state=1)
+    graph.data[:] = 1.0
+    kept = [drop_edges(graph, 0.1, rng) for _ in range(2)]
+    for view in kept:
+        assert abs(view.nnz / graph.nnz - 0.9) < 0.01  # 24,000 Bernoulli draws: std 0.002
+        assert (view - view.multiply(graph)).nnz == 0  # only edges of the graph
+    assert (kept[0] != kept[1]).nnz > 0
+    assert drop_edges(graph, 0.0, rng).nnz == graph.nnz
+
+
+def test_sgl_views_and_their_contrast(synthetic):
+    from kdiffe.losses import info_nce
+    from kdiffe.sampling import epoch_batches, positive_keys
+
+    trainer = Trainer(from_dict({"model": "sgl", "epochs": 2}), synthetic, **QUIET)
+    model = trainer.model
+    model.epoch_hook(0)
+    first = [v.to_dense() for v in model.views]
+    assert not torch.equal(first[0], first[1])
+    full = model.operator.to_dense()
+    assert ((first[0] != 0) & (full == 0)).sum() == 0  # a view only drops edges
+    model.epoch_hook(1)
+    assert not torch.equal(model.views[0].to_dense(), first[0])  # resampled every epoch
+    batch = epoch_batches(synthetic.train, positive_keys(synthetic.train), 64, np.random.default_rng(0),
+                          anchors=True)[0]
+    _, parts = model.loss(batch)
+    with torch.no_grad():
+        (a_u, a_i), (b_u, b_i) = (model._combine(v) for v in model.views)
+        want = (info_nce(a_u[batch.anchor_users], b_u[batch.anchor_users], b_u, 0.2)
+                + info_nce(a_i[batch.anchor_items], b_i[batch.anchor_items], b_i, 0.2))
+    assert float(parts["cl_loss"]) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_sgl_without_its_contrast_is_lightgcn(synthetic, one_thread):
+    common = dict(epochs=3, patience=0, seed=3)
+    sgl = Trainer(from_dict({"model": "sgl", "theta1": 0.0, **common}), synthetic, **QUIET).run()
+    lightgcn = Trainer(from_dict({"model": "lightgcn", **common}), synthetic, **QUIET).run()
+    keys = ["val_recall@20", "test_ndcg@20", "bpr_loss"]
+    assert [[r[k] for k in keys] for r in sgl["history"]] == [[r[k] for k in keys] for r in lightgcn["history"]]
