@@ -5,7 +5,8 @@
     python ablations/run.py --dataset tiktok --seeds 0,7,42 --variants kdiffe,no_cl
 
 Runs kdiffe, no_s (KDiffE_1), unguided (KDiffE_2), no_cl (KDiffE_3) and lightgcn x seeds x
-datasets (kind "ablation"); writes <storage>/<name>/results.csv, best.json, and table_iii.md /
+datasets (kind "ablation"), and beside them any registered baseline models (``--models
+lightgcn,sgl``: each with its own published defaults, the same seeds and epochs); writes <storage>/<name>/results.csv, best.json, and table_iii.md /
 table_iii.csv: per dataset, mean ± std over seeds of test Recall@20 / NDCG@20 at each trial's best
 validation epoch, with a paired t-test (over seeds) of each ablation against the full model.
 """
@@ -21,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdiffe.config import VARIANTS  # noqa: E402
+from kdiffe.zoo import MODELS  # noqa: E402
 from plots.tables import table_iii, table_iii_markdown, write_table_iii  # noqa: E402
 from tune.cli import Plan, Script, main as run_script, seeds_arg, trial_lines  # noqa: E402
 
@@ -38,21 +40,36 @@ def variants_arg(text: str) -> list[str]:
     return variants
 
 
+def models_arg(text: str) -> list[str]:
+    """argparse type: 'lightgcn,sgl' -> those, each a registered model other than kdiffe."""
+    models = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in models if m not in MODELS or m == "kdiffe"]
+    if unknown or not models:
+        names = ", ".join(unknown) if unknown else repr(text)
+        baselines = ", ".join(m for m in MODELS if m != "kdiffe")
+        raise argparse.ArgumentTypeError(f"unknown baseline model {names}; choose from {baselines} "
+                                         "(KDiffE's own ablations are --variants)")
+    return models
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", nargs="+", default=None, help="one or more datasets")
     parser.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-4"),
                         help="seeds, e.g. 0-4 (the default), 0,7,42 or 3")
     parser.add_argument("--variants", type=variants_arg, default=list(ABLATION_VARIANTS),
                         help="comma-separated variants (default: the five of Table III)")
+    parser.add_argument("--models", type=models_arg, default=[],
+                        help="baseline models run beside the variants, e.g. lightgcn,sgl (default: none)")
 
 
 def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
     datasets = tuple(dict.fromkeys(args.dataset))
-    cells = [{"dataset": d, "variant": v, "seed": s} for d in datasets for v in args.variants for s in args.seeds]
+    methods = [{"variant": v} for v in args.variants] + [{"model": m} for m in args.models]
+    cells = [{"dataset": d, **method, "seed": s} for d in datasets for method in methods for s in args.seeds]
     return Plan(kind="ablation", name=f"ablation-{'-'.join(datasets)}", param_space=base, cells=cells,
-                candidates=[{**base, "dataset": d, "variant": v, "seed": args.seeds[0]}
-                            for d in datasets for v in args.variants],
-                params=("dataset", "variant", "seed"), datasets=datasets)
+                candidates=[{**base, "dataset": d, **method, "seed": args.seeds[0]}
+                            for d in datasets for method in methods],
+                params=("dataset", "variant", "model", "seed"), datasets=datasets)
 
 
 def finish(outcome: Any, exp: Any, args: argparse.Namespace) -> tuple[list[str], int]:
@@ -66,7 +83,8 @@ def finish(outcome: Any, exp: Any, args: argparse.Namespace) -> tuple[list[str],
 
 SCRIPT = Script(prog="ablations/run.py", doc=__doc__, add_arguments=add_arguments, plan=plan, finish=finish,
                 defaults=lambda args: {"epochs": DEFAULT_EPOCHS},
-                fixed=(("dataset", "--dataset"), ("variant", "--variants"), ("seed", "--seeds")))
+                fixed=(("dataset", "--dataset"), ("variant", "--variants"), ("model", "--models"),
+                       ("seed", "--seeds")))
 
 
 def main(argv: list[str] | None = None) -> int:

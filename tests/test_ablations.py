@@ -10,26 +10,32 @@ from test_tune import TINY, one_line_error, ray_session  # noqa: F401  (shared s
 def test_ablation_suite_writes_table_iii(ray_session, tmp_path, capsys):  # noqa: F811
     from ablations.run import main
 
-    assert main([*TINY, "--seeds", "0-1", "--epochs", "1", "--storage", str(tmp_path), "--name", "abl"]) == 0
+    assert main([*TINY, "--seeds", "0-1", "--epochs", "1", "--models", "sgl", "--storage", str(tmp_path),
+                 "--name", "abl"]) == 0
     folder = tmp_path / "abl"
     frame = pd.read_csv(folder / "results.csv")
     assert list(frame.columns) == list(COLUMNS)
-    assert frame["trial_id"].nunique() == 10 and set(frame["kind"]) == {"ablation"}
+    assert frame["trial_id"].nunique() == 12 and set(frame["kind"]) == {"ablation"}
     assert sorted(set(zip(frame["variant"], frame["seed"]))) == sorted(
-        (v, s) for v in ("kdiffe", "no_s", "unguided", "no_cl", "lightgcn") for s in (0, 1))
+        (v, s) for v in ("kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "sgl") for s in (0, 1))
+    sgl = frame[frame["variant"] == "sgl"]
+    assert set(sgl["model"]) == {"sgl"} and set(sgl["layers"]) == {3} and set(sgl["tau"]) == {0.2}  # its own defaults
+    assert set(frame[frame["variant"] != "sgl"]["model"]) == {"kdiffe"}
     table = pd.read_csv(folder / "table_iii.csv")
-    assert list(table["variant"]) == ["kdiffe", "no_s", "unguided", "no_cl", "lightgcn"]
+    assert list(table["variant"]) == ["kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "sgl"]
     assert (table["seeds"] == 2).all() and table["test_recall@20 mean"].between(0, 1).all()
     assert table.loc[table["variant"] == "kdiffe", "test_recall@20 p"].isna().all()
     md = (folder / "table_iii.md").read_text()
     assert "### Table III: synthetic" in md and "± " in md and "lightgcn" in md
     out = capsys.readouterr().out
-    assert "10 trials, 0 failed" in out and "Table III" in out
+    assert "12 trials, 0 failed" in out and "Table III" in out
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--set", "tau=0"], "tau=0.0"),
     (["--variants", "kdiffe,nope"], "unknown variant nope"),
+    (["--models", "kdiffe"], "unknown baseline model kdiffe; choose from lightgcn, sgl"),
+    (["--set", "model=sgl"], "use --models"),
     (["--seeds", ","], "expected seeds >= 0"),
     (["--seeds", "x"], "expected seeds such as"),
     (["--set", "variant=no_s"], "use --variants"),
