@@ -1,7 +1,7 @@
 """SGL-ED (Wu et al., SIGIR 2021, "Self-supervised Graph Learning for Recommendation"),
 registered as ``sgl``: LightGCN with a contrastive task between two edge-dropout views.
 
-    s'(G), s''(G): each edge of G kept with probability 1 - ρ, independently per view,
+    s'(G), s''(G): (1 - ρ) of the edges of G, drawn independently per view,
                    resampled every epoch                                      (Eq. 2, ED)
     Z', Z'' = LightGCN(s'(G)), LightGCN(s''(G))  (mean of layers, own degrees)
     L_ssl^user = Σ_u -log exp(cos(z'_u, z''_u)/τ) / Σ_{v ∈ U} exp(cos(z'_u, z''_v)/τ)   (Eq. 10)
@@ -30,9 +30,10 @@ from .propagation import propagation_operator
 
 
 def drop_edges(train: sp.csr_matrix, rate: float, rng: np.random.Generator) -> sp.csr_matrix:
-    """``train`` with each edge kept with probability ``1 - rate`` (one Bernoulli draw per edge)."""
+    """``train`` with ``int(nnz * (1 - rate))`` of its edges, drawn without replacement (as the
+    authors' SGL-ED does)."""
     coo = train.tocoo()
-    keep = rng.random(coo.nnz) >= rate
+    keep = np.sort(rng.choice(coo.nnz, size=int(coo.nnz * (1 - rate)), replace=False))
     return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=train.shape)
 
 

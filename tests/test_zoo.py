@@ -140,7 +140,7 @@ def test_sgl_edge_dropout_keeps_its_ratio_and_is_resampled():
     graph.data[:] = 1.0
     kept = [drop_edges(graph, 0.1, rng) for _ in range(2)]
     for view in kept:
-        assert abs(view.nnz / graph.nnz - 0.9) < 0.01  # 24,000 Bernoulli draws: std 0.002
+        assert view.nnz == int(graph.nnz * 0.9)  # exactly its share of the edges
         assert (view - view.multiply(graph)).nnz == 0  # only edges of the graph
     assert (kept[0] != kept[1]).nnz > 0
     assert drop_edges(graph, 0.0, rng).nnz == graph.nnz
