@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdiffe.config import VARIANTS  # noqa: E402
-from kdiffe.zoo import MODELS  # noqa: E402
+from kdiffe.catalog import MODELS  # noqa: E402
 from plots.tables import table_iii, table_iii_markdown, write_table_iii  # noqa: E402
 from tune.cli import Plan, Script, main as run_script, seeds_arg, trial_lines  # noqa: E402
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .attention import attention_matrix
 from .config import VARIANTS, ConfigError, from_dict, parse_overrides
-from .zoo import MODELS
+from .catalog import MODELS
 from .data import load_dataset
 from .errors import UserError, report
 from .memory import check_memory

@@ -3,7 +3,7 @@
 Paper defaults (Section VI-A): theta1 = 1e-2, theta2 = 1e-5,
 R = 12, M = 50, xi = 0.7, t = 10, tau = 0.5, q = 1, d = 64, K = 20.
 
-``model`` picks the recommender from the registry (:mod:`kdiffe.zoo`): ``kdiffe`` (default) or a
+``model`` picks the recommender from the registry (:mod:`kdiffe.catalog`): ``kdiffe`` (default) or a
 baseline such as ``lightgcn`` (He et al. 2020 as published). A model's published hyperparameters
 that differ from the defaults here (LightGCN: 3 layers, mean of layers, batch L2 with θ2 = 1e-4)
 apply whenever :func:`from_dict` builds a Config without those values.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import UserError
-from .zoo import MODELS
+from .catalog import MODELS, published_defaults
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "kdiffe": dict(use_s=True, use_kg=True, use_cl=True, guided=True),
@@ -59,7 +59,7 @@ class Config:
     # run
     dataset: str = "synthetic"  #: dataset folder name under data_dir, or "synthetic"
     data_dir: str | None = None  #: folder of datasets; None: $KDIFFE_DATA_DIR, else ./data
-    model: str = "kdiffe"  #: the recommender, one of kdiffe.zoo.MODELS
+    model: str = "kdiffe"  #: the recommender, one of kdiffe.catalog.MODELS
     variant: str = "kdiffe"  #: one of VARIANTS (the kdiffe model's ablations)
     seed: int = 2024  #: seeds numpy, torch, walks, splits and sampling
     device: str = "auto"  #: "auto" (cuda if visible, else cpu), "cpu", "cuda", "cuda:1", ...
@@ -298,13 +298,11 @@ def _parse_int(text: str) -> int:
 
 def from_dict(values: Mapping[str, Any]) -> Config:
     """Build a Config from a mapping, coercing strings and rejecting unknown keys; a value the
-    mapping lacks is the model's published default (kdiffe.zoo) where it has one, else Config's."""
+    mapping lacks is the model's published default (kdiffe.catalog) where it has one, else Config's."""
     kwargs: dict[str, Any] = {}
     model = values.get("model", FIELDS["model"].default)
-    if isinstance(model, str) and model in MODELS and model != FIELDS["model"].default:
-        from .zoo import model_defaults
-
-        values = {**model_defaults(model), **values}
+    if isinstance(model, str):
+        values = {**published_defaults(model), **values}
     for name, value in values.items():
         if name not in FIELDS:
             raise ConfigError(f"unknown parameter {name!r}; known: {', '.join(sorted(FIELDS))}")

@@ -7,8 +7,8 @@ Convolution Network for Recommendation"), registered as ``lightgcn``.
     L = Σ -ln σ(ŷ_ui - ŷ_uj) + λ ||E^{(0)}||²                BPR with L2 on the batch's layer-0
                                                              embeddings (Eq. 15)
 
-Published defaults (Section 4.1): embedding size 64, K = 3 layers, λ = 1e-4, Adam with lr 1e-3,
-Xavier initialisation. The L2 term is the reference implementation's: ½ Σ ||e⁰||² over the
+Published defaults (Section 4.1; its entry in :mod:`kdiffe.catalog`): embedding size 64, K = 3
+layers, λ = 1e-4, Adam with lr 1e-3, Xavier initialisation. The L2 term is the reference implementation's: ½ Σ ||e⁰||² over the
 batch's user, positive and negative embeddings, divided by the batch size.
 
 ``--set layer_combine=sum --set l2=params`` (with ``layers=2``, ``theta2=1e-5``) gives the form
@@ -20,33 +20,23 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-import torch.nn as nn
 
 from .losses import Objective
 from .propagation import propagate, propagation_operator
-from .recommender import Recommender
+from .recommender import GraphEmbeddings
 
 
-class LightGCN(Recommender):
+class LightGCN(GraphEmbeddings):
     """User and item embeddings, the normalised bipartite operator, the mean (or sum) of layers."""
 
     name = "lightgcn"
-    defaults = {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean"}
-    search = ("theta2", "lr")
 
     def __init__(self, n_users: int, n_items: int, operator: torch.Tensor, dim: int = 64, layers: int = 3,
                  combine: str = "mean", objective: Objective | None = None) -> None:
-        super().__init__()
-        if operator.shape != (n_users + n_items, n_users + n_items):
-            raise ValueError(f"operator shape {tuple(operator.shape)} != ({n_users + n_items}, {n_users + n_items})")
         if combine not in ("mean", "sum"):
             raise ValueError(f"combine={combine!r}: mean or sum")
-        self.n_users, self.n_items, self.layers, self.combine = n_users, n_items, layers, combine
-        self.operator = operator
-        self.user = nn.Embedding(n_users, dim)
-        self.item = nn.Embedding(n_items, dim)
-        nn.init.xavier_uniform_(self.user.weight)
-        nn.init.xavier_uniform_(self.item.weight)
+        super().__init__(n_users, n_items, operator, dim, layers)
+        self.combine = combine
         self.objective = objective or Objective(theta2=1e-4, l2="batch")
 
     @classmethod
@@ -56,11 +46,6 @@ class LightGCN(Recommender):
         objective = Objective(theta1=0.0, theta2=config.theta2, l2=config.l2)
         return cls(dataset.n_users, dataset.n_items, operator, config.dim, config.layers,
                    config.layer_combine, objective).to(device)
-
-    def to(self, *args: Any, **kwargs: Any) -> "LightGCN":  # the sparse operator is not a parameter
-        super().to(*args, **kwargs)
-        self.operator = self.operator.to(self.user.weight.device)
-        return self
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (users, items) embeddings: Eq. 4's mean of the K + 1 layers (or their sum)."""

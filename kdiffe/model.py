@@ -24,15 +24,17 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-from .knowledge import KnowledgeAggregator, KnowledgeGraph
+from .attention import cached_attention_matrix
+from .config import ConfigError
+from .knowledge import KnowledgeAggregator, KnowledgeGraph, build_knowledge, default_concepts
 from .losses import Objective
 from .propagation import propagate, propagation_operator
-from .recommender import Recommender
+from .recommender import CheckpointError, GraphEmbeddings
+from .view import DiffusionView
 
 
-class KDiffE(Recommender):
+class KDiffE(GraphEmbeddings):
     """User and item embeddings, optional knowledge aggregator, fixed propagation operator; the
     diffusion view (``self.view``) when the run contrasts against one."""
 
@@ -41,15 +43,7 @@ class KDiffE(Recommender):
     def __init__(self, n_users: int, n_items: int, operator: torch.Tensor, dim: int = 64,
                  layers: int = 2, kg: KnowledgeGraph | None = None,
                  objective: Objective | None = None) -> None:
-        super().__init__()
-        if operator.shape != (n_users + n_items, n_users + n_items):
-            raise ValueError(f"operator shape {tuple(operator.shape)} != ({n_users + n_items}, {n_users + n_items})")
-        self.n_users, self.n_items, self.layers = n_users, n_items, layers
-        self.operator = operator
-        self.user = nn.Embedding(n_users, dim)
-        self.item = nn.Embedding(n_items, dim)
-        nn.init.xavier_uniform_(self.user.weight)
-        nn.init.xavier_uniform_(self.item.weight)
+        super().__init__(n_users, n_items, operator, dim, layers)
         self.knowledge = KnowledgeAggregator(kg, dim) if kg is not None else None
         #: the original KG's triples (the main view), or None without a KG; not a parameter
         self.register_buffer("kg_triples", None if kg is None else
@@ -64,9 +58,6 @@ class KDiffE(Recommender):
     def check(cls, config: Any, dataset: Any) -> None:
         """The KG must have something to come from (item features, or kg.txt with ``kg=file``), and
         q at most the concept entities of a relation."""
-        from .config import ConfigError
-        from .knowledge import default_concepts
-
         cfg, ds = config, dataset
         if cfg.use_kg and cfg.kg == "features" and not ds.features:
             raise ConfigError(f"kg=features: {ds.name} has no item features to build KDiffE's knowledge graph from; "
@@ -82,10 +73,6 @@ class KDiffE(Recommender):
     def build(cls, config: Any, dataset: Any, device: torch.device,
               log: Callable[[str], None] = print) -> "KDiffE":
         """S (Eq. 4-5), L̄ (Eq. 4), the KG (Eq. 1-2), the model and its diffusion view (Eq. 8-12)."""
-        from .attention import cached_attention_matrix
-        from .knowledge import build_knowledge
-        from .view import DiffusionView
-
         cfg, ds = config, dataset
         cls.check(cfg, ds)
         s, s_seconds = None, 0.0
@@ -103,11 +90,6 @@ class KDiffE(Recommender):
         model.modalities = ",".join(sorted(ds.features)) if kg is not None and cfg.kg == "features" else ""
         model.view = DiffusionView(kg, ds.train, cfg, device) if kg is not None and cfg.use_cl else None
         return model
-
-    def to(self, *args, **kwargs) -> "KDiffE":  # the sparse operator is not a parameter
-        super().to(*args, **kwargs)
-        self.operator = self.operator.to(self.user.weight.device)
-        return self
 
     def item_ego(self, triples: torch.Tensor | None) -> torch.Tensor:
         """Layer-0 item embeddings, KG-enhanced when a KG and its triples are given."""
@@ -178,8 +160,6 @@ class KDiffE(Recommender):
         return None if self.view is None else self.view.state_dict()
 
     def load_extra_state(self, state: dict[str, Any] | None) -> None:
-        from .trainer import CheckpointError
-
         if (state is None) != (self.view is None):
             raise CheckpointError("checkpoint and config disagree on the diffusion view (the checkpoint has "
                                   f"{'none' if state is None else 'one'}); was it written by another variant?")

@@ -1,6 +1,6 @@
 """The protocol every recommender of the bench follows, so the trainer is only a loop.
 
-A model (one module, registered in :mod:`kdiffe.zoo`) is an ``nn.Module`` that
+A model (one module, registered in :mod:`kdiffe.catalog`) is an ``nn.Module`` that
 
 - builds itself from a Config and a Dataset (:meth:`Recommender.build`), including whatever
   graph operators, knowledge graphs or auxiliary views it needs;
@@ -15,28 +15,31 @@ A model (one module, registered in :mod:`kdiffe.zoo`) is an ``nn.Module`` that
   tensors, for ``torch.load(weights_only=True)`` checkpoints);
 - says what actually ran (:meth:`Recommender.recorded`), which every result row carries.
 
-Its published hyperparameters that differ from Config's defaults are :attr:`Recommender.defaults`.
+Its published hyperparameters that differ from Config's defaults, and its default search space,
+are its entry in :mod:`kdiffe.catalog`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar
 
 import scipy.sparse as sp
 import torch
 import torch.nn as nn
 
+from .errors import UserError
+
 Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read safely, or that belongs to another run."""
 
 
 class Recommender(nn.Module):
     """Base of every model; see the module docstring for the protocol."""
 
     name: ClassVar[str] = ""
-    #: Config values the model's paper publishes, where they differ from Config's defaults
-    defaults: ClassVar[Mapping[str, Any]] = {}
-    #: the parameters a search moves by default (ranges: kdiffe.paper.JOINT_RANGES)
-    search: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check(cls, config: Any, dataset: Any) -> None:
@@ -96,3 +99,25 @@ class Recommender(nn.Module):
     def load_extra_state(self, state: dict[str, Any] | None) -> None:
         if state is not None:
             raise ValueError(f"{self.name}: a checkpoint with extra state, but this model keeps none")
+
+
+class GraphEmbeddings(Recommender):
+    """The part KDiffE and LightGCN-style models share: user and item embeddings (Xavier-uniform,
+    users first) over a fixed, symmetric (users + items) propagation ``operator``, which moves
+    with the model although it is not a parameter."""
+
+    def __init__(self, n_users: int, n_items: int, operator: torch.Tensor, dim: int, layers: int) -> None:
+        super().__init__()
+        if operator.shape != (n_users + n_items, n_users + n_items):
+            raise ValueError(f"operator shape {tuple(operator.shape)} != ({n_users + n_items}, {n_users + n_items})")
+        self.n_users, self.n_items, self.layers = n_users, n_items, layers
+        self.operator = operator
+        self.user = nn.Embedding(n_users, dim)
+        self.item = nn.Embedding(n_items, dim)
+        nn.init.xavier_uniform_(self.user.weight)
+        nn.init.xavier_uniform_(self.item.weight)
+
+    def to(self, *args: Any, **kwargs: Any) -> "GraphEmbeddings":
+        super().to(*args, **kwargs)
+        self.operator = self.operator.to(self.user.weight.device)
+        return self

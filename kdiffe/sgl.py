@@ -13,7 +13,8 @@ exactly by :func:`kdiffe.losses.info_nce_nodes`. λ2 ||Θ||² is LightGCN's L2 o
 layer-0 embeddings.
 
 Config: ``edge_drop`` (ρ), ``tau`` (τ), ``theta1`` (λ1), ``theta2`` (λ2). Published defaults
-(the authors' SGL-ED settings for Yelp2018, 3 layers): ρ = 0.1, τ = 0.2, λ1 = 0.1, λ2 = 1e-4.
+(the authors' SGL-ED settings for Yelp2018, 3 layers; its entry in :mod:`kdiffe.catalog`):
+ρ = 0.1, τ = 0.2, λ1 = 0.1, λ2 = 1e-4.
 """
 
 from __future__ import annotations
@@ -41,9 +42,6 @@ class SGL(LightGCN):
     """LightGCN (mean of layers) plus the self-supervised task over two edge-dropout views."""
 
     name = "sgl"
-    defaults = {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean", "edge_drop": 0.1,
-                "tau": 0.2, "theta1": 0.1}
-    search = ("theta1", "tau", "theta2", "lr")
 
     def __init__(self, train: sp.csr_matrix, operator: torch.Tensor, dim: int = 64, layers: int = 3,
                  combine: str = "mean", objective: Objective | None = None, edge_drop: float = 0.1,

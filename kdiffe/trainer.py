@@ -1,11 +1,11 @@
 """The training loop (paper Section V-C) of any registered recommender, with honest model selection.
 
-The model comes from the registry (:mod:`kdiffe.zoo`, Config.model) and follows the
+The model comes from the registry (:mod:`kdiffe.zoo`, by Config.model) and follows the
 :class:`~kdiffe.recommender.Recommender` protocol, so this is only a loop. Per epoch: (1) the
 model's per-epoch hook (KDiffE: the diffusion view trains its denoiser, guided by the current
 user embeddings, and rebuilds Ĝ_k every ``kg_every`` epochs); (2) the model's own objective
-(KDiffE: BPR + θ2 L2 + θ1 InfoNCE, Eq. 14) over shuffled interaction batches with fresh negatives. Every ``eval_every`` epochs evaluate on validation and
-test; select the epoch on validation (``select_on="test"`` is the authors' protocol, offered for
+(KDiffE: BPR + θ2 L2 + θ1 InfoNCE, Eq. 14) over shuffled interaction batches with fresh
+negatives. Every ``eval_every`` epochs evaluate on validation and test; select the epoch on validation (``select_on="test"`` is the authors' protocol, offered for
 paper-comparable numbers and labelled). Early stopping on the selection metric with ``patience``
 evaluations.
 
@@ -32,10 +32,9 @@ import torch
 
 from .config import Config, ConfigError
 from .data import Dataset, load_dataset
-from .errors import UserError
 from .memory import check_memory
 from .metrics import Evaluator
-from .recommender import Recommender
+from .recommender import CheckpointError, Recommender  # noqa: F401  (CheckpointError re-exported)
 from .sampling import epoch_batches, positive_keys
 from .zoo import build_model
 
@@ -103,10 +102,6 @@ class History:
     best: dict[str, Any] | None = None
     bad_evaluations: int = 0
     epoch_seconds: list[float] = field(default_factory=list)
-
-
-class CheckpointError(UserError):
-    """A checkpoint that cannot be read safely, or that belongs to another run."""
 
 
 #: version of the checkpoint layout written by :meth:`Trainer.state_dict` (1: before the

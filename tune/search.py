@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from kdiffe.config import VARIANTS, ConfigError, parse_overrides  # noqa: E402
 from kdiffe.results import metric_columns  # noqa: E402
-from kdiffe.zoo import MODELS  # noqa: E402
+from kdiffe.catalog import MODELS  # noqa: E402
 
 from tune.cli import Plan, Script, main as run_script, non_negative, seeds_arg, summary_lines  # noqa: E402
 from tune.experiment import DEFAULT_GRACE_PERIOD  # noqa: E402

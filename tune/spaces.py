@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from kdiffe.config import FIELDS, VARIANTS, ConfigError
-from kdiffe.zoo import model_defaults
+from kdiffe.catalog import MODELS, published_defaults
 from kdiffe.paper import (JOINT_RANGES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_GRIDS, TRAINING_PARAMS,  # noqa: F401
                           range_ends)
 
@@ -17,12 +17,8 @@ GRIDS = {**PAPER_GRIDS, **TRAINING_GRIDS}
 
 def searchable(model: str = "kdiffe") -> tuple[str, ...]:
     """What a search of ``model`` may move: KDiffE's paper parameters, its variant and the training
-    parameters; another model's own search space (its ``search`` attribute)."""
-    if model == "kdiffe":
-        return SEARCHABLE
-    from kdiffe.zoo import model_class
-
-    return tuple(model_class(model).search)
+    parameters; another model's own search space (its kdiffe.catalog entry)."""
+    return SEARCHABLE if model == "kdiffe" else MODELS[model].search
 
 
 def parse_params(text: str | None, model: str = "kdiffe") -> tuple[str, ...]:
@@ -42,7 +38,7 @@ def parse_params(text: str | None, model: str = "kdiffe") -> tuple[str, ...]:
 def grid_points(params: Iterable[str], base: dict[str, Any]) -> list[dict[str, Any]]:
     """One-factor-at-a-time points: the all-defaults point, then each grid value of each parameter."""
     points: list[dict[str, Any]] = [{"sweep": "default"}]
-    published = model_defaults(base["model"]) if base.get("model", "kdiffe") != "kdiffe" else {}
+    published = published_defaults(base.get("model", FIELDS["model"].default))
     for name in params:
         if name == "variant":
             points += [{"sweep": "variant", "variant": v} for v in VARIANTS if v != base.get("variant")]
