@@ -14,7 +14,7 @@ from .config import VARIANTS, ConfigError, from_dict, parse_overrides
 from .catalog import MODELS
 from .data import load_dataset
 from .errors import UserError, report
-from .memory import check_memory
+from .memory import check_dataset_memory
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +75,7 @@ def _attention(args: argparse.Namespace) -> int:
     print(ds.summary())
     walks = from_dict(dict(dataset=args.dataset, M=args.M, R=args.R, restart=args.restart, seed=args.seed,
                            variant="lightgcn_s"))
-    check_memory(walks, ds.n_users, ds.n_items, device="cpu", dataset=ds.name)
+    check_dataset_memory(walks, ds, "cpu")
     start = time.perf_counter()
     s = attention_matrix(ds.train, args.M, args.R, args.restart, args.seed)
     seconds = time.perf_counter() - start

@@ -140,3 +140,10 @@ def check_memory(cfg: Config, n_users: int, n_items: int, features: Mapping[str,
         raise ConfigError(f"dataset {dataset or cfg.dataset!r} ({n_users} users, {n_items} items) with these "
                           f"settings would need {sizes}; try a smaller dim or max_users")
     return grand
+
+
+def check_dataset_memory(cfg: Config, dataset: Any, device: torch.device | str = "cpu") -> int:
+    """:func:`check_memory` for ``cfg`` on a loaded ``dataset`` (its users, items, features and,
+    with ``kg=file``, its kg.txt triples)."""
+    triples = dataset.kg_triples if cfg.use_kg and cfg.kg == "file" else None
+    return check_memory(cfg, dataset.n_users, dataset.n_items, dataset.features, triples, device, dataset.name)

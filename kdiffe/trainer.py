@@ -32,7 +32,7 @@ import torch
 
 from .config import Config, ConfigError
 from .data import Dataset, load_dataset
-from .memory import check_memory
+from .memory import check_dataset_memory
 from .metrics import Evaluator
 from .recommender import CheckpointError, Recommender  # noqa: F401  (CheckpointError re-exported)
 from .sampling import epoch_batches, positive_keys
@@ -154,8 +154,7 @@ class Trainer:
         log(ds.summary())
         for note in ds.notes:
             log(note)
-        check_memory(cfg, ds.n_users, ds.n_items, ds.features,  # before S, the KG and the model
-                     ds.kg_triples if cfg.use_kg and cfg.kg == "file" else None, self.device, ds.name)
+        check_dataset_memory(cfg, ds, self.device)  # before S, the KG and the model
         self.model: Recommender = build_model(cfg, ds, self.device, log)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.keys = positive_keys(ds.train)

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
-from kdiffe.config import ConfigError, from_dict, parse_overrides
+from kdiffe.config import MAX_SEED, ConfigError, from_dict, parse_overrides
 from kdiffe.data import available_datasets, load_dataset, resolve_data_dir
 from kdiffe.errors import EXIT_USAGE, UserError, report
-from kdiffe.memory import check_memory
+from kdiffe.memory import check_dataset_memory
+from kdiffe.paper import SWEEP_PARAMS
 from kdiffe.zoo import model_class
 from kdiffe.results import DEFAULT_STORAGE, RESULTS_FILE, best_evaluation
 from kdiffe.trainer import dataset_for
@@ -67,7 +68,6 @@ def non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 #: At most this many seeds (and trials) in one experiment: more is a typo, and would take hours to plan.
 MAX_SEEDS = 10_000
 MAX_TRIALS = 100_000
-MAX_SEED = 2**32 - 1  #: numpy's seeds are 32-bit
 
 
 def seeds_arg(text: str) -> list[int]:
@@ -220,8 +220,7 @@ def validate_configs(candidates: Iterable[Mapping[str, Any]]) -> None:
         if config.max_users > ds.n_users:
             raise ConfigError(f"max_users={config.max_users}: {config.dataset} has only {ds.n_users} users")
         if config.device in ("auto", "cpu"):  # a GPU trial's memory is checked where it runs
-            check_memory(config, ds.n_users, ds.n_items, ds.features,
-                         ds.kg_triples if config.use_kg and config.kg == "file" else None, "cpu", config.dataset)
+            check_dataset_memory(config, ds, "cpu")
 
 
 def evaluations(epochs: int, eval_every: int) -> int:
@@ -327,6 +326,7 @@ def _main(script: Script, argv: list[str]) -> int:
     given = given_options(build_parser(script), argv)
     storage = Path(args.storage).expanduser().resolve()
     check_storage(storage)
+    command = " ".join([script.prog, *argv])
     with ExitStack() as stack:
         record = None
         if args.resume:
@@ -335,7 +335,7 @@ def _main(script: Script, argv: list[str]) -> int:
             path = experiment_path(storage, args.name)
             if not path.is_dir():
                 raise ExperimentError(f"--resume: no experiment at {path}")
-            stack.enter_context(ExperimentLock(path, " ".join([script.prog, *argv])))
+            stack.enter_context(ExperimentLock(path, command))
             args, record = resolve_resume(args, given, path)
         elif getattr(args, "dataset", None) is None:
             raise UserError("--dataset is required")
@@ -354,7 +354,7 @@ def _main(script: Script, argv: list[str]) -> int:
         name = args.name or plan.name
         path = experiment_path(storage, name)
         if not args.resume:
-            stack.enter_context(ExperimentLock(path, " ".join([script.prog, *argv])))
+            stack.enter_context(ExperimentLock(path, command))
             if any(p.name != LOCK_FILE for p in path.iterdir()):
                 raise ExperimentError(f"{path} exists; continue it with --name {name} --resume, "
                                       "or choose another --name")
@@ -371,6 +371,7 @@ def _main(script: Script, argv: list[str]) -> int:
                          max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
                          address=args.address, resume=args.resume, verbose=args.verbose)
         resume_hint = f"python {script.prog} --storage {storage} --name {name} --resume"
+        stopped_line = f"interrupted: continue with {resume_hint}"
         opened: dict[str, Any] = {}
 
         def close_without_ray() -> None:
@@ -382,7 +383,7 @@ def _main(script: Script, argv: list[str]) -> int:
                 except (OSError, UserError):
                     pass
                 end_record(path, opened["record"], EXIT_INTERRUPTED, time.monotonic() - started)
-            print(f"interrupted: continue with {resume_hint}", flush=True)
+            print(stopped_line, flush=True)
 
         start_ray(args.address, args.verbose)
         stopper = SigtermStop(close_without_ray)
@@ -399,12 +400,12 @@ def _main(script: Script, argv: list[str]) -> int:
             print(f"results: {exp.path / RESULTS_FILE} ({len(outcome.frame)} rows); best: {exp.path / 'best.json'}")
             lines, code = script.finish(outcome, exp, args)
             if outcome.interrupted:
-                lines.append(f"interrupted: continue with {resume_hint}")
+                lines.append(stopped_line)
                 code = EXIT_INTERRUPTED
             print("\n".join(lines))
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
-            print(f"interrupted: continue with {resume_hint}")
+            print(stopped_line)
         except OSError as exc:
             if not disk_full(exc):
                 raise
@@ -436,7 +437,7 @@ def summary_lines(frame: Any, metric: str, moved: Iterable[str] = ()) -> list[st
     best = best_evaluation(frame, metric)
     if best is None:
         return lines + ["no successful trial"]
-    paper = ["M", "R", "xi", "t", "tau", "theta1", "q"] if best.get("model", "kdiffe") in ("kdiffe", None) else []
+    paper = SWEEP_PARAMS if best.get("model", "kdiffe") in ("kdiffe", None) else ()
     keys = dict.fromkeys(["dataset", "variant", "seed", *paper, *moved])
     config = ", ".join(f"{k}={best[k]}" for k in keys if k in best)
     k = metric.split("@")[1]

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from kdiffe.results import RESULTS_FILE
 
 from .keys import KEY, KeyBook, config_key, keyed
-from .store import (RAY_FOLDER, STOPPED, TRIALS, ExperimentError, TrialFiles, TrialRecord, assemble, disk_full, error_text,
+from .store import (RAY_FOLDER, STOPPED, ExperimentError, TrialFiles, TrialRecord, assemble, disk_full, error_text,
                     read_trials, write_best)
 from .trainable import kdiffe_trainable
 
@@ -259,8 +259,7 @@ def remaining_work(exp: Experiment) -> Work:
     checkpoint. An optuna search keeps the ended trials as evaluated points of its sampler and
     suggests the partial and failed ones first, each under its old key."""
     records = read_trials(exp.path)
-    legacy = [key for key in records if not (exp.path / TRIALS / key / "trial.json").exists()
-              and (exp.path / TRIALS / key / "rows.csv").exists()]
+    legacy = [r.key for r in records.values() if not r.keyed and len(r.rows)]
     if exp.resume and legacy:
         raise ExperimentError(f"--resume: {exp.path} was started by an older version of this tool (trial {legacy[0]} "
                               f"has no trial.json), whose trials cannot be matched to its plan; its rows are in "
@@ -413,11 +412,11 @@ def run(exp: Experiment) -> Outcome:
             print(f"warning: Ray Tune ended with an error of its own ({type(exc).__name__}: {message[0][:300]}); "
                   "the results below come from the trial records", file=sys.stderr, flush=True)
         failed_now = ledger.failed
-    frame = assemble(exp.path, failed_now)
+    records = read_trials(exp.path)
+    frame = assemble(exp.path, failed_now, records)
     if not len(frame):
         raise ExperimentError(f"{exp.name}: no trial reported a result; see Ray's logs in {exp.path / RAY_FOLDER}")
     write_best(frame, exp.path, exp.name, exp.kind, exp.metric)
-    records = read_trials(exp.path)
     settled = sum(r.ended for r in records.values()) + sum(
         key not in records or not records[key].ended for key in failed_now)
     return Outcome(frame=frame, interrupted=settled < exp.total)

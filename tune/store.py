@@ -255,6 +255,7 @@ class TrialRecord:
     outcome: str  #: FINISHED, STOPPED, FAILED or PARTIAL
     values: dict[str, Any] = field(default_factory=dict)  #: trial.json's values
     rows: Any = None  #: its rows.csv (kdiffe.results schema)
+    keyed: bool = True  #: it has a trial.json (folders of versions before trial keys have none)
 
     @property
     def ended(self) -> bool:
@@ -278,8 +279,9 @@ def read_trials(experiment: Path) -> dict[str, TrialRecord]:
             outcome = end["outcome"]
         else:
             outcome = FAILED if files.error.exists() else PARTIAL
-        values = record.get("values") if isinstance(record, dict) and isinstance(record.get("values"), dict) else {}
-        records[key] = TrialRecord(key=key, outcome=outcome, values=values, rows=read_frame(files.rows))
+        keyed = isinstance(record, dict)
+        values = record.get("values") if keyed and isinstance(record.get("values"), dict) else {}
+        records[key] = TrialRecord(key=key, outcome=outcome, values=values, rows=read_frame(files.rows), keyed=keyed)
     return records
 
 
@@ -294,18 +296,20 @@ def error_text(text: str) -> str:
     return lines[-1][:500] if lines else "trial failed (see Ray's error.txt of the trial)"
 
 
-def assemble(experiment: Path, errors: Mapping[str, str] | None = None) -> Any:
+def assemble(experiment: Path, errors: Mapping[str, str] | None = None,
+             records: Mapping[str, TrialRecord] | None = None) -> Any:
     """results.csv from the trial folders: every trial's rows, and an error row per failed trial.
 
     Rows of a trial that ended on its own rules have status ``ok``; those of a trial cut short or
     failed, ``partial`` (no table, figure or best.json counts them). ``errors`` adds failures the
-    trials could not write themselves (a killed worker): trial key -> error text. Written
+    trials could not write themselves (a killed worker): trial key -> error text. ``records``:
+    the folders as :func:`read_trials` just read them (read here when not given). Written
     atomically; returns the frame.
     """
     import pandas as pd
 
     errors = dict(errors or {})
-    records = read_trials(experiment)
+    records = read_trials(experiment) if records is None else records
     frames, failed = [], []
     for trial_id in sorted(set(records) | set(errors)):
         files = TrialFiles(experiment, trial_id)
@@ -326,10 +330,8 @@ def assemble(experiment: Path, errors: Mapping[str, str] | None = None) -> Any:
 
 
 def _identity(files: TrialFiles) -> dict[str, Any]:
-    try:
-        return json.loads(files.identity.read_text())
-    except (OSError, ValueError):
-        return {"trial_id": files.trial_id}
+    identity = _json(files.identity)
+    return identity if isinstance(identity, dict) else {"trial_id": files.trial_id}
 
 
 def _error_row(template: Mapping[str, Any], trial_id: str, text: str) -> dict[str, Any]:
