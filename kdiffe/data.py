@@ -27,7 +27,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Mapping
+from typing import BinaryIO, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from . import safe_pickle
 from .config import RESPLIT_HOLDOUTS, ConfigError
 from .errors import UserError
+from .files import file_kind, open_regular
 
 
 class DatasetError(UserError):
@@ -154,39 +155,22 @@ def _list_dir(folder: Path) -> list[str]:
         raise DatasetError(f"{folder}: cannot list the folder ({_why(exc)})") from None
 
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def _require_regular(path: Path, st: os.stat_result) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        kind = next((name for test, name in _KINDS if test(st.st_mode)), "another kind of file")
-        raise DatasetError(f"{path}: not a regular file ({kind})")
-
-
-def _open_regular(path: Path):
-    """``path`` opened for binary reading; it must be a regular file once symlinks are followed.
-
-    Checked before opening (so a device is never opened) and again on the open descriptor, which
-    is opened non-blocking: a FIFO swapped in meanwhile is refused instead of waiting for a writer.
-    """
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for binary reading; it must be a regular file once symlinks are followed:
+    checked before opening (so a device is never opened) and again on the open descriptor
+    (:func:`kdiffe.files.open_regular`)."""
     st = _probe(path)
     if st is None:
         raise DatasetError(f"{path}: file not found")
-    _require_regular(path, st)
+    kind = file_kind(st.st_mode)
+    if kind is not None:
+        raise DatasetError(f"{path}: not a regular file ({kind})")
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        return open_regular(path, DatasetError)
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read ({_why(exc)})") from None
-    try:
-        _require_regular(path, os.fstat(fd))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -1,14 +1,48 @@
-"""Files written whole: a reader, a crash or a full disk sees the old file or the new one, never
-a torn or empty one. Every writer of experiment records (``tune.store``) and of rendered tables,
-claims and figures (``plots/``) goes through :func:`write_atomic`.
+"""Files written whole, and files read only when they are regular files.
+
+Writing: a reader, a crash or a full disk sees the old file or the new one, never a torn or
+empty one. Every writer of experiment records (``tune.store``) and of rendered tables, claims
+and figures (``plots/``) goes through :func:`write_atomic` / :func:`replace_atomic`.
+
+Reading untrusted input (dataset files, results files): :func:`open_regular` opens only a
+regular file, so a FIFO, a device such as /dev/zero or a folder in a file's place is refused at
+once instead of hanging or filling memory.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is ("a FIFO", "a directory", ...)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "another kind of file")
+
+
+def open_regular(path: str | os.PathLike, error: Callable[[str], Exception]) -> BinaryIO:
+    """``path`` opened for binary reading; ``error("<path>: not a regular file (<kind>)")`` is
+    raised unless it is a regular file once symlinks are followed. Opened non-blocking (a FIFO
+    never waits for a writer) and checked on the descriptor, so nothing swapped in between a
+    check and the open gets through. An OSError of the open itself propagates."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        kind = file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise error(f"{path}: not a regular file ({kind})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def replace_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 from typing import Any, Iterable, Mapping
 
 from .config import FIELDS, from_dict
 from .errors import UserError
+from .files import open_regular
 from .paper import SWEEP_PARAMS  # noqa: F401  (re-exported: the schema's sweep columns)
 
 RESULTS_FILE = "results.csv"  #: tidy CSV written beside Ray's files by every experiment
@@ -123,20 +123,17 @@ def check_columns(columns: Iterable[str], required: Iterable[str], source: str |
 
 def read_results(path: str | os.PathLike, required: Iterable[str] = REQUIRED):
     """Load a results CSV as a pandas DataFrame, failing with the names of missing columns or
-    the first value :func:`check_values` refuses. Only a regular file is opened (no folder, FIFO
-    or device: opened without blocking, then checked)."""
+    the first value :func:`check_values` refuses. Only a regular file is read
+    (:func:`kdiffe.files.open_regular`: no folder, FIFO or device)."""
     import pandas as pd
 
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        handle = open_regular(path, SchemaError)
     except FileNotFoundError:
         raise SchemaError(f"{path}: file not found") from None
     except OSError as exc:
         raise SchemaError(f"{path}: cannot open ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise SchemaError(f"{path}: not a regular file")
-    with os.fdopen(fd, "rb") as handle:
+    with handle:
         try:
             frame = pd.read_csv(handle)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

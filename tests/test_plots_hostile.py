@@ -206,7 +206,8 @@ def test_a_folder_named_results_csv_is_refused(tmp_path):
     (tmp_path / "r" / "zzz" / "results.csv").mkdir(parents=True)
     proc = cli("--results", str(tmp_path / "r"), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
-    assert one_error_line(proc.stderr) == f"error: {tmp_path / 'r' / 'zzz' / 'results.csv'}: not a regular file"
+    folder = tmp_path / "r" / "zzz" / "results.csv"
+    assert one_error_line(proc.stderr) == f"error: {folder}: not a regular file (a directory)"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -217,4 +218,4 @@ def test_a_fifo_named_results_csv_is_refused_without_hanging(tmp_path):
     for results in (tmp_path / "r", fifo):  # found in a folder, or named directly
         proc = cli("--results", str(results), "--out", str(tmp_path / "out"), timeout=60)  # a hang fails here
         assert proc.returncode == 2
-        assert one_error_line(proc.stderr) == f"error: {fifo}: not a regular file"
+        assert one_error_line(proc.stderr) == f"error: {fifo}: not a regular file (a FIFO)"
