@@ -34,8 +34,9 @@ import pandas as pd
 from scipy import stats
 
 from kdiffe import paper
+from kdiffe.files import write_atomic
 from kdiffe.results import SELECTION_METRIC, best_rows, is_rerun
-from plots import figures, tables
+from plots import aggregate, tables
 
 ALPHA = 0.05
 HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "cannot be tested here"
@@ -157,7 +158,7 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
 
 
 def _main_curve(best: pd.DataFrame, param: str, dataset: str, variant: str, metric: str) -> pd.DataFrame:
-    curves = figures.sweep_curves(best, param, dataset, variant, metric)
+    curves = aggregate.sweep_curves(best, param, dataset, variant, metric)
     if not curves:
         return pd.DataFrame()
     return max(curves.values(), key=lambda c: (int(c["n"].sum()), len(c)))
@@ -197,8 +198,8 @@ def optimum_claims(best: pd.DataFrame, dataset: str = "tiktok") -> list[dict[str
 def guidance_claims(best: pd.DataFrame, dataset: str = "tiktok") -> list[dict[str, str]]:
     """Figure 5: the user-guided diffusion beats the unguided one at every q."""
     claim = f"Figure 5: guided diffusion above unguided at every q on {paper.DATASET_NAMES[dataset]} (Recall@20)"
-    guided = figures.grid_trials(best, "q", dataset, "kdiffe")
-    unguided = figures.grid_trials(best, "q", dataset, "unguided")
+    guided = aggregate.grid_trials(best, "q", dataset, "kdiffe")
+    unguided = aggregate.grid_trials(best, "q", dataset, "unguided")
     if guided.empty or unguided.empty:
         return [_row(claim, "holds", "", UNTESTABLE, "needs both q grids")]
     keys = ["q", "seed"]
@@ -228,14 +229,14 @@ def scalability_claims(frame: pd.DataFrame) -> list[dict[str, str]]:
     """Figure 10: seconds per epoch grow about linearly with t (per dataset) and with users (Sports)."""
     rows = []
     for sweep, column, label in (("t", "t", "diffusion steps t"), ("users", "users", "users")):
-        trials = figures.scalability_trials(frame, sweep)
+        trials = aggregate.scalability_trials(frame, sweep)
         for dataset in [d for d in paper.DATASETS if d in set(trials["dataset"])]:
             claim = f"Figure 10: seconds per epoch grow about linearly with {label} on {paper.DATASET_NAMES[dataset]}"
             part = trials[trials["dataset"] == dataset].dropna(subset=[column])
             if part[column].nunique() < 3:
                 rows.append(_row(claim, "holds", "", UNTESTABLE, "fewer than three points"))
                 continue
-            x, y = part[column].to_numpy(float), part[figures.SECONDS].to_numpy(float)
+            x, y = part[column].to_numpy(float), part[aggregate.SECONDS].to_numpy(float)
             slope, r2 = _linear_fit(x, y)
             ours = f"{y.min():.2f}-{y.max():.2f} s/epoch; slope {slope:.3g} s per unit, R² = {r2:.2f}"
             if sweep == "t" and tables.ran_without_kg(part):  # t reached nothing
@@ -264,6 +265,6 @@ def write_claims(frame: pd.DataFrame, out: Any) -> list[Any]:
         return []
     out = Path(out)
     md, csv = out / "claims.md", out / "claims.csv"
-    tables.write_atomic(md, claims_markdown(table))
+    write_atomic(md, claims_markdown(table))
     tables.write_csv(table, csv)
     return [md, csv]

@@ -228,12 +228,14 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule] + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
-def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
-    """Write ``stem.md`` (markdown) and ``stem.csv`` (raw numbers) under ``out_dir``; returns both paths."""
+def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str,
+                markdown: str | None = None) -> tuple[Path, Path]:
+    """Write ``stem.md`` (``markdown``, by default :func:`to_markdown` of the table) and
+    ``stem.csv`` (raw numbers) under ``out_dir``; returns both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, csv = out / f"{stem}.md", out / f"{stem}.csv"
-    write_atomic(md, to_markdown(table))
+    write_atomic(md, to_markdown(table) if markdown is None else markdown)
     write_csv(table, csv)
     return md, csv
 
@@ -276,13 +278,9 @@ def table_iii_markdown(table: pd.DataFrame) -> str:
 def write_blocks(table: pd.DataFrame, out_dir: str | Path, stem: str, heading: str) -> tuple[Path, Path]:
     """A readable table with a ``dataset`` column as ``stem.md``, one block per dataset under
     '### <heading>: <dataset>', and as ``stem.csv``."""
-    md, csv = write_table(table, out_dir, stem)
-    write_atomic(md, blocks_markdown(table, heading))
-    return md, csv
+    return write_table(table, out_dir, stem, blocks_markdown(table, heading))
 
 
 def write_table_iii(table: pd.DataFrame, out_dir: str | Path, stem: str = "table_iii") -> tuple[Path, Path]:
     """Table III: ``stem.md`` with one 'mean ± std' block per dataset, ``stem.csv`` with the raw numbers."""
-    md, csv = write_table(table, out_dir, stem)
-    write_atomic(md, table_iii_markdown(table))
-    return md, csv
+    return write_table(table, out_dir, stem, table_iii_markdown(table))

@@ -4,7 +4,7 @@ import pandas as pd
 
 from kdiffe.config import Config
 from kdiffe.results import COLUMNS, rerun_name, result_row
-from plots import claims, figures, tables
+from plots import aggregate, claims, figures, tables
 
 
 def trial(experiment, variant, seed, recall, *, kind="ablation", sweep="", epochs=((1, 0.2, 0.0),), **config):
@@ -30,7 +30,7 @@ def test_reported_numbers_and_ablation_ordering():
     rows += [trial("abl", "no_s", s, r - 0.02) for s, r in enumerate([0.110, 0.112, 0.114])]  # constant gap: p = 0
     rows += [trial("abl", "no_cl", s, r) for s, r in enumerate([0.110, 0.112, 0.114])]  # identical: p = 1
     rows += [trial("abl", "unguided", s, r) for s, r in enumerate([0.115, 0.117, 0.118])]  # above, not constant
-    best = figures.best_evaluations(frame_of(rows))
+    best = aggregate.best_evaluations(frame_of(rows))
     numbers = {r["claim"]: r for r in claims.number_claims(best)}
     full = numbers["Table II: KDiffE on TikTok, Recall@20"]
     assert full["verdict"] == claims.HOLDS and full["ours"] == "0.1120 ± 0.0020 (3 seeds)"
@@ -44,16 +44,16 @@ def test_reported_numbers_and_ablation_ordering():
     assert numbers["Table II: KDiffE on Baby, NDCG@20"]["verdict"] == claims.UNTESTABLE
     assert numbers["Table II: KDiffE on Baby, NDCG@20"]["why"] == "not run yet"
     timed = frame_of([trial("scal", "kdiffe", 0, 0.0, dataset="sports", kind="scalability", sweep="t")])
-    without_kg = figures.best_evaluations(pd.concat([frame_of(rows), timed.assign(kg_entities=0)], ignore_index=True))
+    without_kg = aggregate.best_evaluations(pd.concat([frame_of(rows), timed.assign(kg_entities=0)], ignore_index=True))
     sports = {r["claim"]: r for r in claims.number_claims(without_kg)}["Table II: KDiffE on Sports, Recall@20"]
     assert sports["verdict"] == claims.UNTESTABLE and sports["why"].startswith("no item features here")
     baby = [trial("abl", "kdiffe", s, 0.05, dataset="baby", kg="file") for s in range(2)]
-    on_file = {r["claim"]: r for r in claims.number_claims(figures.best_evaluations(frame_of(rows + baby)))}
+    on_file = {r["claim"]: r for r in claims.number_claims(aggregate.best_evaluations(frame_of(rows + baby)))}
     assert on_file["Table II: KDiffE on Baby, Recall@20"]["verdict"] == claims.FAILS
     assert on_file["Table II: KDiffE on Baby, Recall@20"]["why"].endswith("uses kg=file, not a KG built from item features")
     assert list(tables.table_ii(frame_of(baby))["variant"]) == ["kdiffe [kg=file]"]  # labelled as what it is
     baby_lightgcn = [trial("abl", "lightgcn", s, 0.04, dataset="baby") for s in range(2)]
-    (ordered,) = claims.ordering_claims(figures.best_evaluations(frame_of(baby + baby_lightgcn)))
+    (ordered,) = claims.ordering_claims(aggregate.best_evaluations(frame_of(baby + baby_lightgcn)))
     assert ordered["verdict"] == claims.HOLDS and ordered["why"] == "our KDiffE here uses kg=file, not a KG built from item features"
     order = {r["claim"]: r for r in claims.ordering_claims(best)}
     assert order["KDiffE > KDiffE w/o S on tiktok (Recall@20)"]["verdict"] == claims.HOLDS
@@ -68,7 +68,7 @@ def test_a_cell_run_in_two_configurations_is_judged_on_the_validation_choice():
     epochs = ((1, 0.2, 0.0),)
     rows = [trial("abl", "no_cl", s, 0.080, epochs=epochs, theta2=4e-5) for s in range(3)]
     rows += [trial("abl2", "no_cl", s, 0.090, epochs=((1, 0.25, 0.0),), theta2=1e-5) for s in range(2)]
-    best = figures.best_evaluations(frame_of(rows))
+    best = aggregate.best_evaluations(frame_of(rows))
     cell = best.assign(data="tiktok")
     assert set(claims.main_setting(cell)["theta2"]) == {1e-5}  # fewer seeds, better validation
     numbers = {r["claim"]: r for r in claims.number_claims(best)}
@@ -89,7 +89,7 @@ def test_optima_hold_fail_or_show_no_effect():
     peaked = grid("M", [30, 80, 150], [0, 1, 2], lambda v, s: 0.10 - abs(v - 50) / 1000 + s / 10000, 50)
     flat = grid("R", [6, 20], [0, 1, 2], lambda v, s: 0.10 + s / 100 + v / 1e5, 12)  # seeds spread 0.01, values 1e-4
     elsewhere = grid("q", [3, 6], [0, 1], lambda v, s: 0.10 + v / 100 + s / 1e4, 1)
-    table = claims.optimum_claims(figures.best_evaluations(frame_of(peaked + flat + elsewhere)))
+    table = claims.optimum_claims(aggregate.best_evaluations(frame_of(peaked + flat + elsewhere)))
     got = {r["claim"].split(":")[1].split(" best")[0].strip(): r for r in table}
     assert got["M"]["verdict"] == claims.HOLDS and got["M"]["ours"].startswith("best at 50 ")
     assert got["R"]["verdict"] == claims.FAILS and got["R"]["why"].startswith("no measurable effect")
@@ -102,15 +102,15 @@ def test_guided_against_unguided_over_q():
     unguided = [[dict(r, variant="unguided", trial_id=r["trial_id"] + "u",
                       **{"test_recall@20": r["test_recall@20"] - 0.01 + r["seed"] / 1e4})
                  for r in rows] for rows in guided]
-    best = figures.best_evaluations(frame_of(guided + unguided))
+    best = aggregate.best_evaluations(frame_of(guided + unguided))
     (row,) = claims.guidance_claims(best)
     assert row["verdict"] == claims.HOLDS and "above at 3 of 3 q values" in row["ours"]
     unguided_better = [[dict(r, **{"test_recall@20": r["test_recall@20"] + 0.02}) for r in rows] for rows in unguided]
-    (row,) = claims.guidance_claims(figures.best_evaluations(frame_of(guided + unguided_better)))
+    (row,) = claims.guidance_claims(aggregate.best_evaluations(frame_of(guided + unguided_better)))
     assert row["verdict"] == claims.FAILS and row["why"].startswith("reversed")
     below = [[dict(r, variant="unguided", trial_id=r["trial_id"] + "u", **{"test_recall@20": r["test_recall@20"] - 0.01})
               for r in rows] for rows in guided]  # guided exactly 0.01 above everywhere: t undefined, p = 0
-    (row,) = claims.guidance_claims(figures.best_evaluations(frame_of(guided + below)))
+    (row,) = claims.guidance_claims(aggregate.best_evaluations(frame_of(guided + below)))
     assert row["verdict"] == claims.HOLDS and row["ours"].endswith("p = 0")
 
 
@@ -128,12 +128,12 @@ def test_scalability_line_and_datasets_without_a_kg():
     assert tiktok["verdict"] == claims.HOLDS and "R² = 1.00" in tiktok["ours"]
     baby = got["Figure 10: seconds per epoch grow about linearly with diffusion steps t on Baby"]
     assert baby["verdict"] == claims.UNTESTABLE and "no item features" in baby["why"]
-    curves, _ = figures.scalability_curves(frame_of(rows), "t", ["tiktok", "baby"])
+    curves, _ = aggregate.scalability_curves(frame_of(rows), "t", ["tiktok", "baby"])
     assert sorted(curves) == ["Baby [no KG]", "TikTok"]  # Figure 10's legend says so too
     unrecorded = frame_of(rows).assign(kg_entities=float("nan"))  # files written before the column existed
     got = {r["claim"]: r for r in claims.scalability_claims(unrecorded)}
     assert "do not record whether a KG ran" in got[baby["claim"]]["why"]
-    assert sorted(figures.scalability_curves(unrecorded, "t", ["tiktok", "baby"])[0]) == ["Baby", "TikTok"]
+    assert sorted(aggregate.scalability_curves(unrecorded, "t", ["tiktok", "baby"])[0]) == ["Baby", "TikTok"]
 
 
 def test_protocol_table_shows_both_selections_and_reruns_stay_apart(tmp_path):

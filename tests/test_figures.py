@@ -22,7 +22,7 @@ import pytest
 
 import kdiffe
 from kdiffe.results import COLUMNS, result_row
-from plots import figures
+from plots import aggregate, figures
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="synthetic", syn_users=100, syn_items=60, epochs=2, dim=8, denoiser_hidden=16, kg_iters=3,
@@ -144,7 +144,7 @@ def test_cli_writes_every_figure_and_table(rendered):
 def test_plotted_sweeps_equal_best_validation_test_means(results, spec):
     frame = all_rows(results)
     loaded = figures.load_results(results)
-    rows, notes = figures.sweep_panels(figures.best_evaluations(loaded), spec)
+    rows, notes = figures.sweep_panels(aggregate.best_evaluations(loaded), spec)
     assert not notes
     drawn = lines(figures.draw(rows, "t"))
     variants = ("kdiffe", "unguided") if spec.number == 5 else ("kdiffe",)
@@ -179,7 +179,7 @@ def test_figure_csv_holds_the_plotted_numbers(results, rendered):
 def test_defaults_marked_and_paper_ticks(results):
     loaded = figures.load_results(results)
     spec = next(s for s in figures.SWEEP_FIGURES if s.number == 8)
-    rows, _ = figures.sweep_panels(figures.best_evaluations(loaded), spec)
+    rows, _ = figures.sweep_panels(aggregate.best_evaluations(loaded), spec)
     fig = figures.draw(rows, "t")
     by_param = {}
     for ax, panel in zip(fig.axes, [p for row in rows for p in row]):
@@ -195,7 +195,7 @@ def test_defaults_marked_and_paper_ticks(results):
 def test_seed_band_drawn_for_repeated_points(results):
     loaded = figures.load_results(results)
     spec = next(s for s in figures.SWEEP_FIGURES if s.number == 6)
-    rows, _ = figures.sweep_panels(figures.best_evaluations(loaded), spec)
+    rows, _ = figures.sweep_panels(aggregate.best_evaluations(loaded), spec)
     curve = rows[0][0].curves["KDiffE"]
     frame = all_rows(results)
     best = best_by_hand(frame[(frame["kind"] == "grid") & (frame["variant"] == "kdiffe")])
@@ -250,7 +250,7 @@ def test_best_validation_epoch_not_best_test():
                                                               "test_recall@20": test, "test_ndcg@20": test,
                                                               "seconds_per_epoch": 1.0}, kind="grid", sweep=sweep))
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    curve = figures.sweep_curve(figures.best_evaluations(frame), "M", "synthetic", "kdiffe", "test_recall@20")
+    curve = aggregate.sweep_curve(aggregate.best_evaluations(frame), "M", "synthetic", "kdiffe", "test_recall@20")
     assert curve["x"].tolist() == [30.0, 50.0]
     assert curve["mean"].tolist() == pytest.approx([0.2, 0.2])
     assert curve["std"].tolist() == pytest.approx([math.sqrt(0.02), 0.0])
@@ -391,7 +391,7 @@ def search_rows() -> list[dict]:
 def test_search_scatter_one_panel_per_searched_parameter(tmp_path):
     """(b) kind == "search": a scatter per moved parameter of each trial's best validation Recall@20."""
     frame = hand_frame(search_rows())
-    best = figures.best_evaluations(frame)
+    best = aggregate.best_evaluations(frame)
     assert figures.search_experiments(best) == ["tk-optuna"]
     rows, table, notes = figures.search_panels(best, "tk-optuna")
     assert not notes
@@ -444,7 +444,7 @@ def q_grid(experiment: str, variant: str, dataset_rows=("synthetic",), seed: int
                                               ("unguided", "--params q`")])
 def test_figure5_needs_both_sides(variant, missing):
     """(c) one curve alone is no guided-vs-unguided figure: skipped with the command that runs the other."""
-    best = figures.best_evaluations(hand_frame(q_grid("g", variant)))
+    best = aggregate.best_evaluations(hand_frame(q_grid("g", variant)))
     spec = next(s for s in figures.SWEEP_FIGURES if s.number == 5)
     rows, notes = figures.sweep_panels(best, spec)
     assert rows == [] and len(notes) == 1
@@ -457,7 +457,7 @@ def test_figure5_needs_both_sides(variant, missing):
 def test_figure5_leaves_out_a_dataset_with_one_side():
     frame = hand_frame(q_grid("g", "kdiffe", ("synthetic", "tiktok")) + q_grid("u", "unguided", ("tiktok",)))
     spec = next(s for s in figures.SWEEP_FIGURES if s.number == 5)
-    rows, notes = figures.sweep_panels(figures.best_evaluations(frame), spec)
+    rows, notes = figures.sweep_panels(aggregate.best_evaluations(frame), spec)
     assert [[p.key["dataset"] for p in row] for row in rows] == [["tiktok"], ["tiktok"]]
     assert set(rows[0][0].curves) == {"KDiffE", "KDiffE w/o guidance"}
     assert notes == ["figure 5: synthetic left out (it compares KDiffE vs KDiffE w/o guidance); synthetic has no "
@@ -471,15 +471,15 @@ def test_replicates_pool_only_equal_configurations():
     long = q_grid("long", "kdiffe", epochs=50, seed=0)
     long = [{**r, "test_recall@20": r["test_recall@20"] + 0.5} for r in long]  # same validation, other test
     frame = hand_frame(rows + long)
-    best = figures.best_evaluations(frame)
-    curves = figures.sweep_curves(best, "q", "synthetic", "kdiffe", "test_recall@20")
+    best = aggregate.best_evaluations(frame)
+    curves = aggregate.sweep_curves(best, "q", "synthetic", "kdiffe", "test_recall@20")
     assert list(curves) == ["KDiffE (epochs=30)", "KDiffE (epochs=50)"]
     short, long_ = curves["KDiffE (epochs=30)"], curves["KDiffE (epochs=50)"]
     assert short["x"].tolist() == [1, 2, 3] and short["n"].tolist() == [2, 2, 2]  # seeds 0 and 1 pooled
     assert short["mean"].tolist() == pytest.approx([0.2, 0.3, 0.1]) and short["std"].tolist() == [0, 0, 0]
     assert long_["n"].tolist() == [1, 1, 1] and long_["mean"].tolist() == pytest.approx([0.7, 0.8, 0.6])
     with pytest.raises(ValueError, match="2 configurations"):
-        figures.sweep_curve(best, "q", "synthetic", "kdiffe", "test_recall@20")
+        aggregate.sweep_curve(best, "q", "synthetic", "kdiffe", "test_recall@20")
 
     spec = next(s for s in figures.SWEEP_FIGURES if s.number == 9)
     rows_, notes = figures.sweep_panels(best, spec)
@@ -496,7 +496,7 @@ def test_equal_configurations_pool_across_experiments():
     """Same configuration, two experiments (seeds 0 and 1): one curve, mean ± std over both."""
     frame = hand_frame(q_grid("a", "kdiffe", seed=0) + [
         {**r, "test_recall@20": r["test_recall@20"] + 0.1} for r in q_grid("b", "kdiffe", seed=1)])
-    curves = figures.sweep_curves(figures.best_evaluations(frame), "q", "synthetic", "kdiffe", "test_recall@20")
+    curves = aggregate.sweep_curves(aggregate.best_evaluations(frame), "q", "synthetic", "kdiffe", "test_recall@20")
     assert list(curves) == ["KDiffE"]
     assert curves["KDiffE"]["n"].tolist() == [2, 2, 2]
     assert curves["KDiffE"]["mean"].tolist() == pytest.approx([0.25, 0.35, 0.15])
@@ -527,7 +527,7 @@ def test_one_configuration_keeps_one_label_across_panels():
             rows += hand_rows(experiment, f"g{i}", "grid", param, [(1, 0.1, 0.1)], epochs=epochs, seed=0,
                               **{param: value})
     spec = next(s for s in figures.SWEEP_FIGURES if s.number == 6)
-    panels, notes = figures.sweep_panels(figures.best_evaluations(hand_frame(rows)), spec)
+    panels, notes = figures.sweep_panels(aggregate.best_evaluations(hand_frame(rows)), spec)
     assert [list(row[0].curves) for row in panels] == [["KDiffE (epochs=30)", "KDiffE (epochs=50)"]] * 2 + \
         [["KDiffE (epochs=30)"]] * 2
     assert notes == ["figure 6 (M, Synthetic): trials differ in epochs; drawn as separate curves, "
