@@ -6,7 +6,7 @@
 
 Runs kdiffe, no_s (KDiffE_1), unguided (KDiffE_2), no_cl (KDiffE_3) and lightgcn x seeds x
 datasets (kind "ablation"), and beside them any registered baseline models (``--models
-lightgcn,sgl``: each with its own published defaults, the same seeds and epochs); writes <storage>/<name>/results.csv, best.json, and table_iii.md /
+lightgcn,sgl,ncl``: each with its own published defaults, the same seeds and epochs); writes <storage>/<name>/results.csv, best.json, and table_iii.md /
 table_iii.csv: per dataset, mean ± std over seeds of test Recall@20 / NDCG@20 at each trial's best
 validation epoch, with a paired t-test (over seeds) of each ablation against the full model.
 """
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", type=variants_arg, default=list(ABLATION_VARIANTS),
                         help="comma-separated variants (default: the five of Table III)")
     parser.add_argument("--models", type=models_arg, default=[],
-                        help="baseline models run beside the variants, e.g. lightgcn,sgl (default: none)")
+                        help="baseline models run beside the variants, e.g. lightgcn,sgl,ncl (default: none)")
 
 
 def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:

@@ -18,6 +18,9 @@ class Entry:
     code: str  #: "module:Class"
     defaults: Mapping[str, Any] = field(default_factory=dict)  #: published values that differ from Config's
     search: tuple[str, ...] = ()  #: parameters a search moves by default (ranges: kdiffe.paper.JOINT_RANGES)
+    #: search ranges (as kdiffe.paper.JOINT_RANGES writes them) and grids where this model's differ
+    ranges: Mapping[str, tuple] = field(default_factory=dict)
+    grids: Mapping[str, tuple] = field(default_factory=dict)
 
 
 MODELS: dict[str, Entry] = {
@@ -30,7 +33,37 @@ MODELS: dict[str, Entry] = {
     "sgl": Entry("kdiffe.sgl:SGL", {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean",
                                     "edge_drop": 0.1, "tau": 0.2, "theta1": 0.1},
                  ("theta1", "tau", "theta2", "lr")),
+    # NCL (Lin et al. 2022), the authors' settings (RecBole's NCL): LightGCN's plus k = 1, τ = 0.1,
+    # λ1 = 1e-7, λ2 = 8e-8 (both on losses summed over the batch), 1,000 prototypes, 20 warm-up epochs
+    "ncl": Entry("kdiffe.ncl:NCL", {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean",
+                                    "tau": 0.1, "theta1": 1e-7, "proto_weight": 8e-8},
+                 ("theta1", "proto_weight", "tau", "theta2", "lr"),
+                 ranges={"theta1": ("loguniform", 1e-9, 1e-5), "proto_weight": ("loguniform", 1e-9, 1e-5),
+                         "tau": ("uniform", 0.05, 1.0)},
+                 grids={"theta1": (1e-8, 1e-7, 1e-6, 1e-5), "proto_weight": (1e-8, 8e-8, 1e-7, 1e-6),
+                        "tau": (0.05, 0.1, 0.2, 0.5)}),
+    # BM3 (Zhou et al. 2023): the first value of each grid its authors search (MMRec's BM3.yaml),
+    # λ_cl = 2; θ1 is λ_cl, θ2 the weight of its (unsquared) norm regulariser
+    "bm3": Entry("kdiffe.bm3:BM3", {"layers": 1, "layer_combine": "mean", "target_dropout": 0.3, "theta1": 2.0,
+                                    "theta2": 0.1},
+                 ("layers", "target_dropout", "theta1", "theta2", "lr"),
+                 ranges={"layers": ("int", 1, 3), "target_dropout": ("uniform", 0.1, 0.7),
+                         "theta1": ("loguniform", 0.1, 10.0), "theta2": ("loguniform", 1e-3, 1.0)},
+                 grids={"layers": (1, 2), "target_dropout": (0.3, 0.5), "theta1": (1.0, 2.0, 4.0),
+                        "theta2": (0.01, 0.1)}),
 }
+
+
+def search_ranges(name: str, ranges: Mapping[str, tuple]) -> Mapping[str, tuple]:
+    """``ranges`` (the project's, kdiffe.paper.JOINT_RANGES) with model ``name``'s own over them."""
+    entry = MODELS.get(name)
+    return {**ranges, **entry.ranges} if entry is not None else ranges
+
+
+def search_grids(name: str, grids: Mapping[str, tuple]) -> Mapping[str, tuple]:
+    """``grids`` with model ``name``'s own over them."""
+    entry = MODELS.get(name)
+    return {**grids, **entry.grids} if entry is not None else grids
 
 
 def published_defaults(name: str) -> Mapping[str, Any]:

@@ -113,6 +113,12 @@ class Config:
     tau: float = 0.5  #: InfoNCE temperature
     theta1: float = 1e-2  #: weight of the contrastive loss
     edge_drop: float = 0.1  #: SGL's ρ: share of edges each of its two views drops
+    hyper_layers: int = 1  #: NCL's k: its structural contrast pairs layer 0 with layer 2k
+    ncl_alpha: float = 1.0  #: NCL's α: weight of the items' structural loss against the users'
+    proto_weight: float = 8e-8  #: NCL's λ2: weight of the prototype loss (summed over the batch)
+    clusters: int = 1000  #: NCL's prototypes (k-means clusters) per side
+    warm_up: int = 20  #: NCL's epochs before the prototype loss starts
+    target_dropout: float = 0.3  #: BM3's p: dropout that perturbs the online embeddings into its targets
     #: anchors per block of the streamed, exact InfoNCE (memory: block x nodes); 0: 128 on CPU, 4096 on CUDA
     cl_block: int = 0
 
@@ -161,9 +167,10 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Co
 
 _POSITIVE_INT = ("epochs", "batch_size", "dim", "layers", "M", "R", "t", "q", "kg_every",
                  "denoiser_hidden", "step_dim", "diff_batch", "eval_every", "eval_batch",
-                 "links", "kg_iters", "syn_users", "syn_items", "syn_clusters", "syn_interactions")
+                 "links", "kg_iters", "hyper_layers", "clusters", "syn_users", "syn_items", "syn_clusters",
+                 "syn_interactions")
 _NON_NEGATIVE = ("theta1", "theta2", "xi", "noise_min", "noise_max", "noise_scale", "patience",
-                 "concepts", "max_users", "lr", "diff_lr", "cl_block")
+                 "concepts", "max_users", "lr", "diff_lr", "cl_block", "ncl_alpha", "proto_weight", "warm_up")
 #: integers that seed numpy's legacy RandomState (np.random.seed accepts 0 .. 2**32 - 1 only)
 _SEEDS = ("seed", "resplit")
 MAX_SEED = 2**32 - 1
@@ -223,8 +230,9 @@ def validate(cfg: Config) -> None:
         bad("l2", f"choose from {', '.join(L2_SCOPES)}")
     if cfg.select_on not in SELECT_ON:
         bad("select_on", "choose from val, test")
-    if not 0 <= cfg.edge_drop < 1:
-        bad("edge_drop", "must be in [0, 1)")
+    for name in ("edge_drop", "target_dropout"):
+        if not 0 <= getattr(cfg, name) < 1:
+            bad(name, "must be in [0, 1)")
     if not 0 <= cfg.restart < 1:
         bad("restart", "restart probability must be in [0, 1)")
     if not 0 < cfg.val_fraction < 1:

@@ -85,9 +85,10 @@ TRAINING_GRIDS: dict[str, tuple[float, ...]] = {
 }
 
 
-def range_ends(name: str) -> tuple[Any, Any]:
-    """The two ends of ``JOINT_RANGES[name]``: (low, high), or a choice's first and last value."""
-    kind, *spec = JOINT_RANGES[name]
+def range_ends(name: str, ranges: dict[str, tuple] | None = None) -> tuple[Any, Any]:
+    """The two ends of ``ranges[name]`` (default :data:`JOINT_RANGES`): (low, high), or a choice's
+    first and last value."""
+    kind, *spec = (JOINT_RANGES if ranges is None else ranges)[name]
     if kind == "choice":
         return spec[0][0], spec[0][-1]
     return spec[0], spec[1]

@@ -72,6 +72,14 @@ class _SymmetricProduct(torch.autograd.Function):
         return None, ctx.operator @ grad
 
 
+def layer_embeddings(operator: torch.Tensor, embeddings: torch.Tensor, layers: int) -> list[torch.Tensor]:
+    """[E^0, L̄ E^0, ..., L̄^layers E^0]: every layer kept (NCL contrasts layer 0 with layer 2k)."""
+    out = [embeddings]
+    for _ in range(layers):
+        out.append(_SymmetricProduct.apply(operator, out[-1]))
+    return out
+
+
 def propagate(operator: torch.Tensor, embeddings: torch.Tensor, layers: int) -> torch.Tensor:
     """Layer sum Σ_{l=0..layers} L̄^l E^0 (Eq. 3 and 6); ``operator`` must be symmetric."""
     total = current = embeddings

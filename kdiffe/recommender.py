@@ -10,7 +10,7 @@ A model (one module, registered in :mod:`kdiffe.catalog`) is an ``nn.Module`` th
   full-ranking evaluator (RecBole's ``full_sort_predict``, PyG's ``get_embedding``);
 - has an optional per-epoch hook (:meth:`Recommender.epoch_hook`), which the trainer calls
   before the epoch's batches without knowing what it does (KDiffE rebuilds its diffusion view
-  there; SGL would resample its dropped graphs, NCL run its k-means step);
+  there, SGL resamples its dropped graphs, NCL runs its k-means step);
 - keeps any state outside its parameters in :meth:`Recommender.extra_state` (plain values and
   tensors, for ``torch.load(weights_only=True)`` checkpoints);
 - says what actually ran (:meth:`Recommender.recorded`), which every result row carries.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn as nn
@@ -92,13 +93,28 @@ class Recommender(nn.Module):
         ``modalities`` (the item-feature modalities it read, comma-separated, "" for none)."""
         return {"kg_entities": 0, "modalities": ""}
 
+    #: a model's own random stream (:func:`own_generator`), kept in its checkpoints; None: none
+    generator: torch.Generator | None = None
+
     def extra_state(self) -> dict[str, Any] | None:
-        """State outside the parameters (an auxiliary view and its optimiser), or None."""
-        return None
+        """State outside the parameters (an auxiliary view and its optimiser, the state of the
+        model's own generator), or None."""
+        return None if self.generator is None else {"generator": self.generator.get_state()}
 
     def load_extra_state(self, state: dict[str, Any] | None) -> None:
-        if state is not None:
-            raise ValueError(f"{self.name}: a checkpoint with extra state, but this model keeps none")
+        if self.generator is None:
+            if state is not None:
+                raise ValueError(f"{self.name}: a checkpoint with extra state, but this model keeps none")
+            return
+        if state is None or "generator" not in state:
+            raise ValueError(f"{self.name}: the checkpoint holds no state of the model's random stream")
+        self.generator.set_state(state["generator"])
+
+
+def own_generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU generator for a model's own draws (k-means starts, dropout masks), seeded from
+    (seed, stream): apart from the trainer's stream and the initialisation's, the same on any device."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
 
 
 class GraphEmbeddings(Recommender):

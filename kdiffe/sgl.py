@@ -8,9 +8,12 @@ registered as ``sgl``: LightGCN with a contrastive task between two edge-dropout
     L = L_main + λ1 (L_ssl^user + L_ssl^item) + λ2 ||Θ||²                            (Eq. 12)
 
 L_main is BPR on the whole graph's LightGCN embeddings (Eq. 11); the anchors of L_ssl are the
-batch's distinct users and items, each against every user (item) of the other view, computed
-exactly by :func:`kdiffe.losses.info_nce_nodes`. λ2 ||Θ||² is LightGCN's L2 on the batch's
-layer-0 embeddings.
+batch's users and positive items, one per (user, item) pair, duplicates included, as in the
+authors' code (each against every user / item of the other view, computed exactly by
+:func:`kdiffe.losses.info_nce_nodes`). Each node once instead (the batch's distinct users and
+items) is not the published model: on TikTok it stalls, validation Recall@20 0.005 after one
+epoch against 0.070, and 0.010 at its best. λ2 ||Θ||² is LightGCN's L2 on the batch's layer-0
+embeddings; every term is a mean over the batch (the authors sum them; the same ratios).
 
 Config: ``edge_drop`` (ρ), ``tau`` (τ), ``theta1`` (λ1), ``theta2`` (λ2). Published defaults
 (the authors' SGL-ED settings for Yelp2018, 3 layers; its entry in :mod:`kdiffe.catalog`):
@@ -61,14 +64,10 @@ class SGL(LightGCN):
         return cls(dataset.train, propagation_operator(dataset.train, None, 0.0, device), config.dim, config.layers,
                    config.layer_combine, objective, config.edge_drop, config.seed).to(device)
 
-    @property
-    def contrastive(self) -> bool:
-        return self.objective.contrastive
-
     def epoch_hook(self, epoch: int) -> dict[str, torch.Tensor]:
         """Two fresh edge-dropout views of the training graph, their operators normalised anew."""
         device = self.user.weight.device
-        if self.contrastive:
+        if self.objective.contrastive:
             self.views = tuple(propagation_operator(drop_edges(self.train_graph, self.edge_drop, self.rng), None,
                                                     0.0, device) for _ in range(2))
         return {}
@@ -77,13 +76,13 @@ class SGL(LightGCN):
         """Eq. 12 on one batch: BPR + λ2 L2 on the whole graph, λ1 InfoNCE between the two views."""
         loss, parts = self.objective(batch, self.forward(), None, self.parameters(),
                                      (self.user.weight, self.item.weight))
-        if self.contrastive:
+        if self.objective.contrastive:
             if self.views is None:
                 raise RuntimeError("SGL: no views yet; the trainer calls epoch_hook before the batches")
             (a_u, a_i), (b_u, b_i) = (self._combine(view) for view in self.views)
             o = self.objective
-            ssl = (info_nce_nodes(a_u, b_u, batch.anchor_users, o.tau, o.block)
-                   + info_nce_nodes(a_i, b_i, batch.anchor_items, o.tau, o.block))
+            ssl = (info_nce_nodes(a_u, b_u, batch.users, o.tau, o.block)
+                   + info_nce_nodes(a_i, b_i, batch.pos, o.tau, o.block))
             loss = loss + o.theta1 * ssl
             parts["cl_loss"] = ssl.detach()
         return loss, parts

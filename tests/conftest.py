@@ -6,6 +6,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: the hand-made graph of the known-answer tests: 3 users, 2 items, u0-i0, u1-i0, u1-i1, u2-i1
+TRIANGLE = ((1, 0), (1, 1), (0, 1))
+
+
+def triangle_operator():
+    """(train csr, the (users + items) operator [[0, L̄], [L̄ᵀ, 0]] computed by numpy) of TRIANGLE."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    a = np.array(TRIANGLE, dtype=float)
+    norm = a / np.sqrt(a.sum(1))[:, None] / np.sqrt(a.sum(0))[None, :]  # D_u^-1/2 A D_i^-1/2
+    big = np.block([[np.zeros((3, 3)), norm], [norm.T, np.zeros((2, 2))]])
+    return sp.csr_matrix(a.astype(np.float32)), big
+
+
 def data_dir() -> Path:
     return Path(os.environ.get("KDIFFE_DATA_DIR") or ROOT.parent / "shared" / "datasets").resolve()
 

@@ -680,27 +680,50 @@ def test_another_models_search_uses_its_own_space_and_defaults():
     assert [p["theta2"] for p in points[1:]] == [1e-6, 1e-5, 2e-5, 4e-5, 1e-3]  # 1e-4: LightGCN's default point
 
 
-def test_a_lightgcn_trial_cut_short_resumes_bit_exactly_inside_ray(ray_session, tmp_path, capsys):
-    from tune.search import main
+def test_a_model_with_its_own_ranges_is_searched_over_them():
+    from tune.spaces import extreme_values, grid_points, parse_params, sample_points
 
-    def search(name, epochs):
-        argv = ["--dataset", "synthetic", "--set", "syn_users=120", "--set", "syn_items=60", "--model", "lightgcn",
-                "--mode", "random", "--params", "lr", "--num-samples", "1", "--scheduler", "fifo", "--set",
-                "patience=0", "--epochs", str(epochs), "--cpus-per-trial", "1", "--storage", str(tmp_path),
+    params = parse_params(None, "ncl")
+    assert params == ("theta1", "proto_weight", "tau", "theta2", "lr")
+    low, high = extreme_values(params, "ncl")
+    assert (low["theta1"], high["theta1"], low["tau"], high["theta2"]) == (1e-9, 1e-5, 0.05, 1e-3)  # θ2: shared
+    assert extreme_values(("theta1",))[0]["theta1"] == 1e-4  # KDiffE's own range is untouched
+    drawn = sample_points(params, 40, 3, "ncl")
+    assert all(1e-9 <= p["theta1"] <= 1e-5 and 1e-9 <= p["proto_weight"] <= 1e-5 for p in drawn)
+    assert [p["theta1"] for p in grid_points(("theta1",), {"model": "ncl"})[1:]] == [1e-8, 1e-6, 1e-5]  # 1e-7: default
+
+
+def test_every_baselines_trials_cut_short_resume_bit_exactly_inside_ray(ray_session, tmp_path, capsys):
+    """One experiment with every baseline, each with its own state across epochs: none (LightGCN),
+    dropout views (SGL), the E-step (NCL, after one warm-up epoch, so the cut falls between two
+    E-steps), the targets' dropout masks (BM3); and KDiffE's LightGCN variant beside them."""
+    from ablations.run import main
+    from kdiffe.catalog import MODELS
+
+    baselines = [m for m in MODELS if m != "kdiffe"]
+
+    def ablation(name, epochs):
+        argv = [*TINY, "--variants", "lightgcn", "--models", ",".join(baselines), "--seeds", "0", "--set",
+                "warm_up=1", "--set", "clusters=6", "--epochs", str(epochs), "--storage", str(tmp_path),
                 "--name", name]
         assert main(argv) == 0
 
-    search("straight", 4)
-    search("cut", 2)
+    ablation("straight", 4)
+    ablation("cut", 2)
     folder = tmp_path / "cut"
     record = json.loads((folder / "experiment.json").read_text())
     record["settings"]["epochs"] = 4  # as if cut after epoch 2 of 4
     (folder / "experiment.json").write_text(json.dumps(record))
-    (trial,) = [p for p in (folder / "trials").iterdir()]
-    (trial / "end.json").unlink()
+    for trial in (folder / "trials").iterdir():
+        (trial / "end.json").unlink()
     assert main(["--storage", str(tmp_path), "--name", "cut", "--resume"]) == 0
-    keep = ["trial_id", "epoch", "lr", "val_recall@20", "test_ndcg@20"]
-    resumed = pd.read_csv(folder / "results.csv")[keep]
-    straight = pd.read_csv(tmp_path / "straight" / "results.csv")[keep]
-    assert list(resumed["epoch"]) == [1, 2, 3, 4] and set(pd.read_csv(folder / "results.csv")["variant"]) == {"lightgcn"}
+    keep = ["variant", "model", "epoch", "val_recall@20", "test_ndcg@20", "bpr_loss"]
+
+    def rows(path):
+        frame = pd.read_csv(path / "results.csv")[keep]
+        return frame.sort_values(["variant", "model", "epoch"]).reset_index(drop=True)
+
+    resumed, straight = rows(folder), rows(tmp_path / "straight")
+    assert sorted(set(resumed["model"])) == sorted(baselines + ["kdiffe"])
+    assert all(list(group["epoch"]) == [1, 2, 3, 4] for _, group in resumed.groupby(["variant", "model"]))
     pd.testing.assert_frame_equal(resumed, straight)

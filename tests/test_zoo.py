@@ -17,6 +17,8 @@ from kdiffe.recommender import Recommender
 from kdiffe.sampling import Batch
 from kdiffe.zoo import MODELS, build_model, model_class, model_defaults
 
+from conftest import triangle_operator
+
 QUIET = dict(log=lambda message: None)
 
 
@@ -43,7 +45,7 @@ def test_every_registered_model_builds_trains_and_scores(name, synthetic):
 
 
 def test_unknown_model_is_refused_and_published_defaults_apply_only_when_not_given():
-    with pytest.raises(ConfigError, match="model=.sgl2.: unknown model; choose from kdiffe, lightgcn, sgl"):
+    with pytest.raises(ConfigError, match="model=.sgl2.: unknown model; choose from kdiffe, lightgcn, sgl, ncl, bm3"):
         from_dict({"model": "sgl2"})
     with pytest.raises(ConfigError, match="variants are the kdiffe model's ablations"):
         from_dict({"model": "lightgcn", "variant": "no_s"})
@@ -74,10 +76,7 @@ def test_lightgcn_mean_of_layers_and_loss_match_hand_computation():
     with torch.no_grad():
         model.user.weight.copy_(torch.tensor(e_u))
         model.item.weight.copy_(torch.tensor(e_i))
-    a = np.array([[1, 0], [1, 1], [0, 1]], dtype=float)
-    d_u, d_i = a.sum(1), a.sum(0)
-    norm = a / np.sqrt(d_u)[:, None] / np.sqrt(d_i)[None, :]  # D_u^-1/2 A D_i^-1/2
-    big = np.block([[np.zeros((3, 3)), norm], [norm.T, np.zeros((2, 2))]])
+    _, big = triangle_operator()
     e0 = np.vstack([e_u, e_i])
     e1 = big @ e0
     e2 = big @ e1
@@ -159,14 +158,19 @@ def test_sgl_views_and_their_contrast(synthetic):
     assert ((first[0] != 0) & (full == 0)).sum() == 0  # a view only drops edges
     model.epoch_hook(1)
     assert not torch.equal(model.views[0].to_dense(), first[0])  # resampled every epoch
-    batch = epoch_batches(synthetic.train, positive_keys(synthetic.train), 64, np.random.default_rng(0),
-                          anchors=True)[0]
+    assert not model.contrastive  # its anchors are the batch's rows: no distinct anchors needed
+    batch = epoch_batches(synthetic.train, positive_keys(synthetic.train), 64, np.random.default_rng(0))[0]
+    assert len(torch.unique(batch.users)) < len(batch.users)  # the batch repeats a user
     _, parts = model.loss(batch)
     with torch.no_grad():
         (a_u, a_i), (b_u, b_i) = (model._combine(v) for v in model.views)
-        want = (info_nce(a_u[batch.anchor_users], b_u[batch.anchor_users], b_u, 0.2)
-                + info_nce(a_i[batch.anchor_items], b_i[batch.anchor_items], b_i, 0.2))
+        # one anchor per (user, positive item) pair, duplicates included, as the authors' code
+        want = (info_nce(a_u[batch.users], b_u[batch.users], b_u, 0.2)
+                + info_nce(a_i[batch.pos], b_i[batch.pos], b_i, 0.2))
+        once = (info_nce(a_u[torch.unique(batch.users)], b_u[torch.unique(batch.users)], b_u, 0.2)
+                + info_nce(a_i[torch.unique(batch.pos)], b_i[torch.unique(batch.pos)], b_i, 0.2))
     assert float(parts["cl_loss"]) == pytest.approx(float(want), rel=1e-5)
+    assert float(parts["cl_loss"]) != pytest.approx(float(once), rel=1e-3)
 
 
 def test_sgl_without_its_contrast_is_lightgcn(synthetic, one_thread):

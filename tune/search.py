@@ -89,13 +89,13 @@ def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
         raise ConfigError("--mode optuna takes one seed (OptunaSearch cannot grid over seeds)")
     if args.num_samples < 1:
         raise ConfigError("--num-samples must be at least 1")
-    candidates = [{**base, **corner, "seed": args.seeds[0]} for corner in extreme_values(params)]
+    candidates = [{**base, **corner, "seed": args.seeds[0]} for corner in extreme_values(params, args.model)]
     schedule = dict(scheduler=args.scheduler or "asha", grace_period=max(1, args.grace_period))
     if args.mode == "random":  # drawn here, seeded, so a resume plans the very same trials
-        points = sample_points(params, args.num_samples, args.seeds[0])
+        points = sample_points(params, args.num_samples, args.seeds[0], args.model)
         return Plan(param_space=base, cells=[{**p, "seed": s} for p in points for s in args.seeds],
                     candidates=candidates, num_samples=args.num_samples, **schedule, **common)
-    return Plan(param_space={**base, **joint_space(params), "seed": args.seeds[0]}, candidates=candidates,
+    return Plan(param_space={**base, **joint_space(params, args.model), "seed": args.seeds[0]}, candidates=candidates,
                 num_samples=args.num_samples, **schedule, **common)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from kdiffe.config import FIELDS, VARIANTS, ConfigError
-from kdiffe.catalog import MODELS, published_defaults
-from kdiffe.paper import (JOINT_RANGES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_GRIDS, TRAINING_PARAMS,  # noqa: F401
-                          range_ends)
+from kdiffe.catalog import MODELS, published_defaults, search_grids, search_ranges
+from kdiffe.paper import JOINT_RANGES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_GRIDS, TRAINING_PARAMS  # noqa: F401
+from kdiffe.paper import range_ends as paper_range_ends
 
 #: Parameters a search may move: the paper's seven, the ablation switch, and (only when named)
 #: the training parameters theta2 and lr.
@@ -35,21 +35,32 @@ def parse_params(text: str | None, model: str = "kdiffe") -> tuple[str, ...]:
     return params
 
 
+def ranges(model: str = "kdiffe") -> dict[str, tuple]:
+    """Search ranges of ``model``: kdiffe.paper.JOINT_RANGES, with the model's own over them."""
+    return dict(search_ranges(model, JOINT_RANGES))
+
+
+def range_ends(name: str, model: str = "kdiffe") -> tuple[Any, Any]:
+    """The two ends of ``name``'s range for ``model``: (low, high), or a choice's first and last value."""
+    return paper_range_ends(name, ranges(model))
+
+
 def grid_points(params: Iterable[str], base: dict[str, Any]) -> list[dict[str, Any]]:
     """One-factor-at-a-time points: the all-defaults point, then each grid value of each parameter."""
     points: list[dict[str, Any]] = [{"sweep": "default"}]
-    published = published_defaults(base.get("model", FIELDS["model"].default))
+    model = base.get("model", FIELDS["model"].default)
+    published, grids = published_defaults(model), search_grids(model, GRIDS)
     for name in params:
         if name == "variant":
             points += [{"sweep": "variant", "variant": v} for v in VARIANTS if v != base.get("variant")]
             continue
         default = base.get(name, published.get(name, FIELDS[name].default))
-        points += [{"sweep": name, name: value} for value in GRIDS[name] if value != default]
+        points += [{"sweep": name, name: value} for value in grids[name] if value != default]
     return points
 
 
-def joint_space(params: Iterable[str]) -> dict[str, Any]:
-    """Ray Tune distributions over the paper's ranges (kdiffe.paper.JOINT_RANGES), for the optuna search."""
+def joint_space(params: Iterable[str], model: str = "kdiffe") -> dict[str, Any]:
+    """Ray Tune distributions over ``model``'s ranges (:func:`ranges`), for the optuna search."""
     from ray import tune
 
     def distribution(kind: str, *spec: Any) -> Any:
@@ -61,11 +72,12 @@ def joint_space(params: Iterable[str]) -> dict[str, Any]:
             return tune.loguniform(spec[0], spec[1])
         return tune.choice(list(spec[0]))
 
-    return {name: distribution(*JOINT_RANGES[name]) for name in params}
+    table = ranges(model)
+    return {name: distribution(*table[name]) for name in params}
 
 
-def sample_points(params: Iterable[str], n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` points drawn from the joint ranges (kdiffe.paper.JOINT_RANGES) with numpy's
+def sample_points(params: Iterable[str], n: int, seed: int, model: str = "kdiffe") -> list[dict[str, Any]]:
+    """``n`` points drawn from ``model``'s ranges (:func:`ranges`) with numpy's
     generator seeded by ``seed``: the random search's trials, the same on every run and resume.
     int: uniform over low..high inclusive; uniform; loguniform (uniform in log); choice."""
     import math
@@ -73,12 +85,12 @@ def sample_points(params: Iterable[str], n: int, seed: int) -> list[dict[str, An
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    params = tuple(params)
+    params, table = tuple(params), ranges(model)
     points = []
     for _ in range(n):
         point: dict[str, Any] = {}
         for name in params:
-            kind, *spec = JOINT_RANGES[name]
+            kind, *spec = table[name]
             if kind == "int":
                 point[name] = int(rng.integers(spec[0], spec[1] + 1))
             elif kind == "uniform":
@@ -93,7 +105,7 @@ def sample_points(params: Iterable[str], n: int, seed: int) -> list[dict[str, An
     return points
 
 
-def extreme_values(params: Iterable[str]) -> list[dict[str, Any]]:
-    """The corners of the joint ranges, checked before any trial starts."""
+def extreme_values(params: Iterable[str], model: str = "kdiffe") -> list[dict[str, Any]]:
+    """The corners of ``model``'s ranges, checked before any trial starts."""
     params = tuple(params)
-    return [{p: range_ends(p)[0] for p in params}, {p: range_ends(p)[1] for p in params}]
+    return [{p: range_ends(p, model)[0] for p in params}, {p: range_ends(p, model)[1] for p in params}]

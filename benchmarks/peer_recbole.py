@@ -1,0 +1,301 @@
+"""Benchmark: our LightGCN, SGL and NCL against RecBole's (1.2.1, from PyPI) on the same split.
+
+Usage: KDIFFE_DATA_DIR=../shared/datasets python benchmarks/peer_recbole.py --dataset tiktok \\
+           --models lightgcn sgl ncl --seeds 3 --epochs 60 --patience 10 [--jsonl FILE]
+
+RecBole is installed into its own virtual environment (``--venv``, default
+~/.cache/kdiffe/recbole-1.2.1; it sees this interpreter's torch, numpy and scipy, so nothing of
+CUDA is downloaded), never into the project's. Its pin ``ray<=2.6.3`` is skipped: the models
+run here never import Ray.
+
+Both sides get the same data and protocol: our train / validation / test matrices written as
+RecBole atomic files (``benchmark_filename``, no filtering, no re-split), full ranking with the
+training items masked (training and validation items for test), Recall@20 and NDCG@20, the test
+numbers of the epoch with the best validation Recall@20, the same epochs, patience, batch size
+(2,048), learning rate (1e-3), embedding size (64) and one uniform negative per positive.
+
+The worker gives RecBole what it still uses of NumPy 1 (``np.float_`` ...) and of SciPy < 1.12
+(``dok_matrix._update``).
+
+The same objective on both sides, from the papers' published settings (kdiffe.catalog):
+- RecBole's ``EmbLoss`` by default takes the norm, not its square (``require_pow=False``); the
+  papers' L2 is the squared norm, so the worker runs it with ``require_pow=True``:
+  ½ Σ ||e⁰||² / batch, exactly our ``l2="batch"``.
+- RecBole's SGL sums its BPR and its InfoNCE over the batch, as the SGL authors do, so their
+  λ1 = 0.1 is RecBole's ``ssl_weight``; its L2 is divided by the batch size where theirs is not,
+  so their λ2 = 1e-4 is RecBole's ``reg_weight`` = 1e-4 x 2,048 (our form: every term a mean,
+  the same ratios).
+- NCL is the same on both sides (sums, λ1 = 1e-7, λ2 = 8e-8); RecBole's k-means is faiss's,
+  asked for on the GPU, here run on the CPU.
+
+Prints one markdown row per model: test Recall@20 and NDCG@20 (mean ± std over seeds), the
+relative gap in Recall@20 with the paired t-test over seeds, and the median seconds per training
+epoch of each side, measured in the same window (runs alternate ours / RecBole seed by seed).
+A long comparison runs in parts (``--first-seed``, ``--jsonl`` appended to); ``--table`` prints
+the table of every run in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RECBOLE = "recbole==1.2.1"
+#: RecBole 1.2.1's requirements but torch, numpy, scipy, pandas (this interpreter's) and ray (unused)
+RECBOLE_DEPS = ("colorlog==4.7.2", "colorama==0.4.4", "scikit-learn", "pyyaml", "tqdm", "tensorboard", "thop",
+                "tabulate", "plotly", "texttable", "psutil", "faiss-cpu")
+BATCH, LR, DIM = 2048, 1e-3, 64
+
+#: RecBole's name and settings per model: the published ones (kdiffe.catalog) in RecBole's terms
+PEER_MODELS = {
+    "lightgcn": ("LightGCN", {"n_layers": 3, "reg_weight": 1e-4}),
+    "sgl": ("SGL", {"type": "ED", "n_layers": 3, "reg_weight": 1e-4 * BATCH, "ssl_tau": 0.2, "drop_ratio": 0.1,
+                    "ssl_weight": 0.1}),
+    "ncl": ("NCL", {"n_layers": 3, "reg_weight": 1e-4, "ssl_temp": 0.1, "ssl_reg": 1e-7, "hyper_layers": 1,
+                    "alpha": 1.0, "proto_reg": 8e-8, "num_clusters": 1000, "m_step": 1, "warm_up_step": 20}),
+}
+
+
+# --------------------------------------------------------------------------------- RecBole side
+def ensure_venv(venv: Path) -> Path:
+    """The venv's python, with RecBole installed (once)."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".recbole-ready"
+    if stamp.exists():
+        return python
+    print(f"installing {RECBOLE} into {venv} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", RECBOLE], check=True)
+    subprocess.run([*pip, *RECBOLE_DEPS], check=True)  # with theirs; torch and numpy are already there
+    stamp.write_text(RECBOLE + "\n")
+    return python
+
+
+def write_atomic_files(dataset, folder: Path) -> None:
+    """Our split as RecBole benchmark files <name>.train/.valid/.test.inter (ids as tokens)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, matrix in (("train", dataset.train), ("valid", dataset.val), ("test", dataset.test)):
+        coo = matrix.tocoo()
+        lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in zip(coo.row.tolist(), coo.col.tolist())]
+        (folder / f"{folder.name}.{part}.inter").write_text("\n".join(lines) + "\n")
+
+
+def recbole_worker(spec: dict) -> dict:
+    """Inside the RecBole venv: train one model, return its validation-selected test metrics."""
+    import numpy as np
+    import torch
+
+    # RecBole 1.2.1 aliases names NumPy 2 removed (np.float_, ...); give it them back
+    for old, new in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+        if old not in np.__dict__:
+            setattr(np, old, new)
+    import scipy.sparse as sp
+
+    if not hasattr(sp.dok_matrix, "_update"):  # SciPy 1.12 removed it; RecBole builds its graphs with it
+        sp.dok_matrix._update = lambda self, values: self._dict.update(values)
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.model import loss as recbole_loss
+    from recbole.trainer import Trainer
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    original = recbole_loss.EmbLoss.forward
+    recbole_loss.EmbLoss.forward = lambda self, *e, require_pow=False: original(self, *e, require_pow=True)
+    try:
+        import faiss
+        kmeans = faiss.Kmeans
+
+        class CpuKmeans(kmeans):  # RecBole's NCL asks for the GPU
+            def __init__(self, d, k, **kwargs):
+                kwargs["gpu"] = False
+                super().__init__(d, k, **kwargs)
+        faiss.Kmeans = CpuKmeans
+    except ImportError:
+        pass
+    torch.set_num_threads(spec["threads"])
+    name, settings = PEER_MODELS[spec["model"]]
+    config = Config(model=name, dataset=spec["name"], config_dict={
+        "data_path": spec["data_path"], "benchmark_filename": ["train", "valid", "test"],
+        "load_col": {"inter": ["user_id", "item_id"]}, "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id",
+        "eval_args": {"mode": "full", "order": "RO", "split": None, "group_by": "user"},
+        "metrics": ["Recall", "NDCG"], "topk": [20], "metric_decimal_place": 8, "valid_metric": "Recall@20", "epochs": spec["epochs"],
+        "stopping_step": spec["patience"], "train_batch_size": BATCH, "learning_rate": LR, "embedding_size": DIM,
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}, "seed": spec["seed"],
+        "reproducibility": True, "eval_step": 1, "show_progress": False, "state": "WARNING", "device": "cpu",
+        "use_gpu": False, "checkpoint_dir": spec["checkpoint_dir"], "save_dataset": False,
+        "save_dataloaders": False, "log_wandb": False, **settings})
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer: Trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    seconds: list[float] = []
+    pending = [0.0]  # NCL's E-step runs before its epoch, outside _train_epoch: counted with it
+    fit_epoch = trainer._train_epoch
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        out = fit_epoch(*args, **kwargs)
+        seconds.append(time.perf_counter() - start + pending[0])
+        pending[0] = 0.0
+        return out
+    trainer._train_epoch = timed
+    if hasattr(model, "e_step"):
+        e_step = model.e_step
+
+        def timed_e_step():
+            start = time.perf_counter()
+            e_step()
+            pending[0] += time.perf_counter() - start
+        model.e_step = timed_e_step
+    best: dict = {}
+
+    def keep_best(epoch, verbose=True, **kwargs):  # in memory: RecBole's checkpoints need unpickling
+        best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trainer._save_checkpoint = keep_best
+    best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    model.load_state_dict(best["state"])
+    for cached in getattr(model, "other_parameter_name", []):  # embeddings cached by the last evaluation
+        setattr(model, cached, None)
+    test = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    return {"val_recall@20": float(best_valid), "test_recall@20": float(test["recall@20"]),
+            "test_ndcg@20": float(test["ndcg@20"]), "epochs_run": len(seconds),
+            "seconds_per_epoch": statistics.median(seconds), "users": dataset.user_num - 1,
+            "items": dataset.item_num - 1}
+
+
+def run_recbole(python: Path, spec: dict) -> dict:
+    out = subprocess.run([str(python), str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                         capture_output=True, text=True, cwd=spec["workdir"])  # RecBole writes log folders into it
+    if out.returncode != 0:
+        raise SystemExit(f"error: RecBole {spec['model']} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------- our side
+def run_ours(model: str, dataset, seed: int, epochs: int, patience: int) -> dict:
+    from kdiffe.config import from_dict
+    from kdiffe.trainer import Trainer
+
+    cfg = from_dict({"model": model, "dataset": dataset.name, "seed": seed, "epochs": epochs, "patience": patience,
+                     "batch_size": BATCH, "lr": LR, "dim": DIM, "ks": (20,), "metric": "recall@20"})
+    trainer = Trainer(cfg, dataset, log=lambda message: None)
+    summary = trainer.run()
+    return {"val_recall@20": summary["val"]["recall@20"], "test_recall@20": summary["test"]["recall@20"],
+            "test_ndcg@20": summary["test"]["ndcg@20"], "epochs_run": summary["epochs_run"],
+            "seconds_per_epoch": statistics.median(trainer.history.epoch_seconds)}
+
+
+def fmt(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="tiktok")
+    parser.add_argument("--models", nargs="+", default=list(PEER_MODELS), choices=list(PEER_MODELS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--table", action="store_true", help="only print the table of the runs in --jsonl")
+    parser.add_argument("--sides", nargs="+", default=["ours", "recbole"], choices=["ours", "recbole"])
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "kdiffe" / "recbole-1.2.1")
+    parser.add_argument("--jsonl", type=Path, default=None, help="append every run's result here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(recbole_worker(json.loads(args.worker))))
+        return
+    if args.table:
+        if args.jsonl is None or not args.jsonl.is_file():
+            raise SystemExit("error: --table needs --jsonl FILE with the runs")
+        print(table_from_jsonl(args.jsonl, args.dataset))
+        return
+
+    import torch
+
+    from benchmarks._common import machine
+    from kdiffe.config import from_dict
+    from kdiffe.data import DatasetError
+    from kdiffe.trainer import dataset_for
+
+    torch.set_num_threads(args.threads)
+    try:
+        dataset = dataset_for(from_dict({"dataset": args.dataset}))
+    except DatasetError as exc:
+        raise SystemExit(f"error: {exc}")
+    python = ensure_venv(args.venv)
+    print(f"machine: {machine()}; {time.strftime('%Y-%m-%d')}; {args.threads} threads; "
+          f"{args.epochs} epochs, patience {args.patience}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = Path(tmp) / "data"
+        write_atomic_files(dataset, data_path / args.dataset)
+        for model in args.models:
+            ours, peer = [], []
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                spec = {"model": model, "name": args.dataset, "data_path": str(data_path), "seed": seed,
+                        "epochs": args.epochs, "patience": args.patience, "threads": args.threads,
+                        "checkpoint_dir": str(Path(tmp) / "saved"), "workdir": tmp}
+                for side in args.sides:
+                    result = run_ours(model, dataset, seed, args.epochs, args.patience) if side == "ours" \
+                        else run_recbole(python, spec)
+                    result = {"model": model, "side": side, "seed": seed, "dataset": args.dataset,
+                              "epochs": args.epochs, "patience": args.patience, **result}
+                    (ours if side == "ours" else peer).append(result)
+                    print(json.dumps(result), flush=True)
+                    if args.jsonl:
+                        with args.jsonl.open("a") as handle:
+                            handle.write(json.dumps(result) + "\n")
+            rows.append((model, ours, peer))
+    print(table_markdown(rows))
+
+
+def table_markdown(rows: list[tuple[str, list[dict], list[dict]]]) -> str:
+    """One row per model: both sides' test Recall@20 / NDCG@20 (mean ± std over seeds), the
+    relative gap in Recall@20 and the paired t-test over the seeds both ran, seconds per epoch."""
+    from scipy import stats
+
+    lines = ["| model | seeds | ours R@20 | RecBole R@20 | gap | paired p | ours N@20 | RecBole N@20 "
+             "| ours s/epoch | RecBole s/epoch |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for model, ours, peer in rows:
+        mine = {r["seed"]: r for r in ours}
+        theirs = {r["seed"]: r for r in peer}
+        seeds = sorted(set(mine) & set(theirs))
+        if not seeds:
+            continue
+        a = [mine[s]["test_recall@20"] for s in seeds]
+        b = [theirs[s]["test_recall@20"] for s in seeds]
+        p = stats.ttest_rel(a, b).pvalue if len(seeds) > 1 else float("nan")
+        gap = 100 * (statistics.mean(a) - statistics.mean(b)) / statistics.mean(b)
+        lines.append(
+            f"| {model} | {len(seeds)} | {fmt(a)} | {fmt(b)} | {gap:+.1f} % | {p:.2f} "
+            f"| {fmt([mine[s]['test_ndcg@20'] for s in seeds])} | {fmt([theirs[s]['test_ndcg@20'] for s in seeds])} "
+            f"| {statistics.median(mine[s]['seconds_per_epoch'] for s in seeds):.2f} "
+            f"| {statistics.median(theirs[s]['seconds_per_epoch'] for s in seeds):.2f} |")
+    return "\n".join(lines)
+
+
+def table_from_jsonl(path: Path, dataset: str) -> str:
+    """The table of every run recorded in ``path`` (several parts of one benchmark) on ``dataset``."""
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    runs = [r for r in runs if r["dataset"] == dataset]
+    models = [m for m in PEER_MODELS if any(r["model"] == m for r in runs)]
+    return table_markdown([(m, [r for r in runs if r["model"] == m and r["side"] == "ours"],
+                            [r for r in runs if r["model"] == m and r["side"] == "recbole"]) for m in models])
+
+
+if __name__ == "__main__":
+    main()
