@@ -106,9 +106,14 @@ class Recommender(nn.Module):
             if state is not None:
                 raise ValueError(f"{self.name}: a checkpoint with extra state, but this model keeps none")
             return
-        if state is None or "generator" not in state:
-            raise ValueError(f"{self.name}: the checkpoint holds no state of the model's random stream")
-        self.generator.set_state(state["generator"])
+        if not isinstance(state, dict) or "generator" not in state:
+            raise CheckpointError(f"model={self.name}: the checkpoint holds no state of the model's random stream; "
+                                  "was it written by another model?")
+        try:
+            self.generator.set_state(state["generator"])
+        except (RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"model={self.name}: the checkpoint's random-stream state is not one: "
+                                  f"{' '.join(str(exc).split())[:200]}") from None
 
 
 def own_generator(seed: int, stream: int) -> torch.Generator:

@@ -112,3 +112,13 @@ def test_a_dataset_without_features_is_refused_and_modalities_are_recorded():
     assert (cfg.layers, cfg.target_dropout, cfg.theta1, cfg.theta2) == (1, 0.3, 2.0, 0.1)
     with pytest.raises(ConfigError, match="^target_dropout="):
         from_dict({"model": "bm3", "target_dropout": 1.0})
+
+
+def test_a_checkpoint_without_or_with_a_bad_stream_state_is_one_line_refused():
+    from kdiffe.recommender import CheckpointError
+
+    model, _ = _tiny(dropout=0.3)
+    with pytest.raises(CheckpointError, match="holds no state of the model's random stream"):
+        model.load_extra_state(None)
+    with pytest.raises(CheckpointError, match="random-stream state is not one"):
+        model.load_extra_state({"generator": torch.zeros(3, dtype=torch.uint8)})
