@@ -36,8 +36,9 @@ import torch.nn.functional as F
 
 from .config import ConfigError
 from .losses import bpr_loss
-from .propagation import propagate, propagation_operator
-from .recommender import GraphEmbeddings, own_generator
+from .lightgcn import LightGCN
+from .propagation import propagation_operator
+from .recommender import own_generator
 
 
 def _distance(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -45,15 +46,16 @@ def _distance(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - F.cosine_similarity(online, target.detach(), dim=-1).mean()
 
 
-class BM3(GraphEmbeddings):
-    """ID embeddings over the graph, projected modality features, one predictor, no negatives."""
+class BM3(LightGCN):
+    """A LightGCN backbone (mean of layers) over IDs, projected modality features, one predictor,
+    no negatives."""
 
     name = "bm3"
 
     def __init__(self, n_users: int, n_items: int, operator: torch.Tensor, features: Mapping[str, torch.Tensor],
                  dim: int = 64, layers: int = 1, dropout: float = 0.3, cl_weight: float = 2.0,
                  reg_weight: float = 0.1, seed: int = 0) -> None:
-        super().__init__(n_users, n_items, operator, dim, layers)
+        super().__init__(n_users, n_items, operator, dim, layers, combine="mean")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout={dropout}: must be in [0, 1)")
         self.modality_names = tuple(sorted(features))
@@ -83,9 +85,7 @@ class BM3(GraphEmbeddings):
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Online (h_u, h_i): the mean of the layers, plus the item's own ID embedding."""
-        ego = torch.cat([self.user.weight, self.item.weight], dim=0)
-        users, items = (propagate(self.operator, ego, self.layers) / (self.layers + 1)).split(
-            [self.n_users, self.n_items])
+        users, items = self._combine(self.operator)
         return users, items + self.item.weight
 
     def modality(self, name: str, items: torch.Tensor) -> torch.Tensor:
@@ -113,8 +113,8 @@ class BM3(GraphEmbeddings):
         reg = (h_u.norm() + h_i.norm()) / self.n_items
         loss = rec + self.cl_weight * modal + self.reg_weight * reg
         with torch.no_grad():
-            z_u, z_i = f(h_u[u]), f(h_i)
-            bpr = bpr_loss((z_u * z_i[i]).sum(1), (z_u * z_i[batch.neg]).sum(1))
+            z_u = f(h_u[u])
+            bpr = bpr_loss((z_u * f(h_i[i])).sum(1), (z_u * f(h_i[batch.neg])).sum(1))
         return loss, {"bpr_loss": bpr, "cl_loss": (rec + modal).detach()}
 
     @torch.no_grad()
