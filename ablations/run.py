@@ -21,7 +21,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdiffe.config import VARIANTS  # noqa: E402
+from kdiffe.config import VARIANTS, ConfigError  # noqa: E402
 from kdiffe.catalog import MODELS  # noqa: E402
 from plots.tables import table_iii, table_iii_markdown, write_table_iii  # noqa: E402
 from tune.cli import Plan, Script, main as run_script, seeds_arg, trial_lines  # noqa: E402
@@ -31,7 +31,10 @@ DEFAULT_EPOCHS = 30
 
 
 def variants_arg(text: str) -> list[str]:
-    """argparse type: 'kdiffe,no_cl' -> ['kdiffe', 'no_cl'], each a kdiffe variant."""
+    """argparse type: 'kdiffe,no_cl' -> ['kdiffe', 'no_cl'], each a kdiffe variant; 'none' -> [] (only
+    the --models run)."""
+    if text.strip() == "none":
+        return []
     variants = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -57,13 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-4"),
                         help="seeds, e.g. 0-4 (the default), 0,7,42 or 3")
     parser.add_argument("--variants", type=variants_arg, default=list(ABLATION_VARIANTS),
-                        help="comma-separated variants (default: the five of Table III)")
+                        help="comma-separated variants (default: the five of Table III); none: only --models")
     parser.add_argument("--models", type=models_arg, default=[],
                         help="baseline models run beside the variants, e.g. lightgcn,sgl,ncl (default: none)")
 
 
 def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
     datasets = tuple(dict.fromkeys(args.dataset))
+    if not args.variants and not args.models:
+        raise ConfigError("--variants none: nothing to run; name baseline models with --models")
     methods = [{"variant": v} for v in args.variants] + [{"model": m} for m in args.models]
     cells = [{"dataset": d, **method, "seed": s} for d in datasets for method in methods for s in args.seeds]
     return Plan(kind="ablation", name=f"ablation-{'-'.join(datasets)}", param_space=base, cells=cells,

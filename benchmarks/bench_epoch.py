@@ -1,8 +1,9 @@
-"""Benchmark: seconds per training epoch and peak memory, per dataset and variant.
+"""Benchmark: seconds per training epoch and peak memory, per dataset and variant (or model).
 
 Each (dataset, variant) runs in a fresh process: build everything, train --epochs epochs, report
 the median epoch time and the peak RSS. Usage:
 KDIFFE_DATA_DIR=../shared/datasets python benchmarks/bench_epoch.py --datasets tiktok sports --epochs 3
+``--models diffmm bm3`` times registered models (at their published defaults) beside the variants.
 ``--set key=value`` overrides Config fields (e.g. ``--set theta2=4e-5``). ``--code DIR`` times the
 kdiffe package in DIR instead (a copy of an older version), and ``--rounds N`` alternates the runs
 N times, so before and after are measured in the same time window on a noisy machine.
@@ -22,10 +23,10 @@ from kdiffe.config import parse_overrides  # noqa: E402
 RUN = """
 import json, statistics, sys
 sys.path.insert(0, {code!r})
-from kdiffe import Config, Trainer
+from kdiffe import Trainer, from_dict
 from kdiffe.trainer import peak_memory_mb
-tr = Trainer(Config(dataset={dataset!r}, variant={variant!r}, epochs={epochs}, device={device!r}, **{overrides!r}),
-             log=lambda m: None)
+tr = Trainer(from_dict(dict({overrides!r}, dataset={dataset!r}, model={model!r}, variant={variant!r}, epochs={epochs},
+                            device={device!r})), log=lambda m: None)
 times = [tr.train_epoch()["epoch_seconds"] for _ in range({epochs})]
 print(json.dumps(dict(median=statistics.median(times), times=times, peak_mb=peak_memory_mb(tr.device),
                       device=str(tr.device))))
@@ -35,7 +36,8 @@ print(json.dumps(dict(median=statistics.median(times), times=times, peak_mb=peak
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=["tiktok", "sports"])
-    parser.add_argument("--variants", nargs="+", default=["lightgcn", "lightgcn_s", "kdiffe", "no_s", "unguided", "no_cl"])
+    parser.add_argument("--variants", nargs="*", default=["lightgcn", "lightgcn_s", "kdiffe", "no_s", "unguided", "no_cl"])
+    parser.add_argument("--models", nargs="+", default=[], help="registered models timed beside the variants")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -50,11 +52,12 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for _ in range(args.rounds):
         for dataset in args.datasets:
-            for variant in args.variants:
+            for model, variant in [("kdiffe", v) for v in args.variants] + [(m, "kdiffe") for m in args.models]:
                 for code in codes:
-                    r = in_subprocess(RUN.format(dataset=dataset, variant=variant, epochs=args.epochs,
+                    r = in_subprocess(RUN.format(dataset=dataset, model=model, variant=variant, epochs=args.epochs,
                                                  device=args.device, overrides=overrides, code=code))
-                    print(f"| {dataset} | {variant} | {code} | {r['median']:.2f} | {len(r['times'])} | "
+                    label = variant if model == "kdiffe" else model
+                    print(f"| {dataset} | {label} | {code} | {r['median']:.2f} | {len(r['times'])} | "
                           f"{r['peak_mb']:.0f} | {r['device']} |", flush=True)
 
 

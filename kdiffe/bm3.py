@@ -29,16 +29,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ConfigError
 from .losses import bpr_loss
 from .lightgcn import LightGCN
 from .propagation import propagation_operator
-from .recommender import own_generator
+from .recommender import feature_tensors, own_generator
 
 
 def _distance(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,16 +67,9 @@ class BM3(LightGCN):
         self.generator = own_generator(seed, 4)
 
     @classmethod
-    def check(cls, config: Any, dataset: Any) -> None:
-        if not dataset.features:
-            raise ConfigError(f"model=bm3: {dataset.name} has no item features (image, audio or text "
-                              "*_feat.npy); BM3 is a multimodal model")
-
-    @classmethod
     def build(cls, config: Any, dataset: Any, device: torch.device,
               log: Callable[[str], None] = print) -> "BM3":
-        cls.check(config, dataset)
-        features = {m: torch.from_numpy(np.array(x, dtype=np.float32)) for m, x in dataset.features.items()}
+        features = feature_tensors(cls.name, dataset)
         operator = propagation_operator(dataset.train, None, 0.0, device)
         return cls(dataset.n_users, dataset.n_items, operator, features, config.dim, config.layers,
                    config.target_dropout, config.theta1, config.theta2, config.seed).to(device)

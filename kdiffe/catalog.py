@@ -21,6 +21,7 @@ class Entry:
     #: search ranges (as kdiffe.paper.JOINT_RANGES writes them) and grids where this model's differ
     ranges: Mapping[str, tuple] = field(default_factory=dict)
     grids: Mapping[str, tuple] = field(default_factory=dict)
+    needs_features: bool = False  #: a multimodal model: refuses a dataset without item features
 
 
 MODELS: dict[str, Entry] = {
@@ -50,7 +51,20 @@ MODELS: dict[str, Entry] = {
                  ranges={"layers": ("int", 1, 3), "target_dropout": ("uniform", 0.1, 0.7),
                          "theta1": ("loguniform", 0.1, 10.0), "theta2": ("loguniform", 1e-3, 1.0)},
                  grids={"layers": (1, 2), "target_dropout": (0.3, 0.5), "theta1": (1.0, 2.0, 4.0),
-                        "theta2": (0.01, 0.1)}),
+                        "theta2": (0.01, 0.1)}, needs_features=True),
+    # DiffMM (Jiang et al. 2024): the authors' TikTok command (reg 1e-4, ssl_reg 1e-2, trans 1, e_loss 0.1,
+    # cl_method 1) over their Params.py (batch 1024, 1 layer, temp 0.5, keepRate 0.5, dims [1000],
+    # d_emb_size 10, 5 steps, noise 0.1 / 1e-4 / 0.02, rebuild_k 5, ris_lambda 0.5, ris_adj_lambda 0.2)
+    "diffmm": Entry("kdiffe.diffmm:DiffMM",
+                    {"layers": 1, "batch_size": 1024, "theta1": 1e-2, "theta2": 1e-4, "tau": 0.5, "edge_drop": 0.5,
+                     "t": 5, "noise_scale": 0.1, "noise_min": 1e-4, "noise_max": 0.02, "q": 5,
+                     "denoiser_hidden": 1000, "step_dim": 10, "diff_lr": 1e-3, "diff_batch": 1024,
+                     "msi_weight": 0.1, "ris_lambda": 0.5, "ris_adj_lambda": 0.2, "cl_pairs": "main"},
+                    ("theta1", "tau", "msi_weight", "theta2", "lr"),
+                    ranges={"theta1": ("loguniform", 1e-3, 1e-1), "tau": ("uniform", 0.1, 1.0),
+                            "msi_weight": ("loguniform", 1e-2, 1.0)},
+                    grids={"theta1": (1e-3, 1e-2, 1e-1), "tau": (0.1, 0.5, 1.0), "msi_weight": (0.01, 0.1, 0.5)},
+                    needs_features=True),
 }
 
 

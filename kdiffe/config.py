@@ -46,6 +46,7 @@ LAYER_COMBINES = ("sum", "mean")
 SELECT_ON = ("val", "test")
 L2_SCOPES = ("params", "batch")
 RESPLIT_HOLDOUTS = ("shares", "one")
+CL_PAIRS = ("main", "modal")
 
 
 class ConfigError(UserError):
@@ -102,7 +103,7 @@ class Config:
     noise_scale: float = 0.1
     noise_min: float = 1e-4
     noise_max: float = 0.02
-    q: int = 1  #: entities kept per item and relation in the rebuilt graph
+    q: int = 1  #: top-q kept of each reconstruction: entities per item and relation (KDiffE), items per user (DiffMM)
     kg_every: int = 1  #: epochs between two rebuilds of the diffusion view
     denoiser_hidden: int = 256
     step_dim: int = 16  #: size of the sinusoidal step embedding
@@ -119,6 +120,10 @@ class Config:
     clusters: int = 1000  #: NCL's prototypes (k-means clusters) per side
     warm_up: int = 20  #: NCL's epochs before the prototype loss starts
     target_dropout: float = 0.3  #: BM3's p: dropout that perturbs the online embeddings into its targets
+    msi_weight: float = 0.1  #: DiffMM's λ0 (e_loss): weight of modality-aware signal injection in the denoisers' loss
+    ris_lambda: float = 0.5  #: DiffMM's residual weight of the normalised modality-fused embeddings
+    ris_adj_lambda: float = 0.2  #: DiffMM's weight of each rebuilt modality graph's ID embeddings in its view
+    cl_pairs: str = "main"  #: DiffMM's contrast: "main" (each modality view against the main view) or "modal" (views pairwise)
     #: anchors per block of the streamed, exact InfoNCE (memory: block x nodes); 0: 128 on CPU, 4096 on CUDA
     cl_block: int = 0
 
@@ -170,7 +175,8 @@ _POSITIVE_INT = ("epochs", "batch_size", "dim", "layers", "M", "R", "t", "q", "k
                  "links", "kg_iters", "hyper_layers", "clusters", "syn_users", "syn_items", "syn_clusters",
                  "syn_interactions")
 _NON_NEGATIVE = ("theta1", "theta2", "xi", "noise_min", "noise_max", "noise_scale", "patience",
-                 "concepts", "max_users", "lr", "diff_lr", "cl_block", "ncl_alpha", "proto_weight", "warm_up")
+                 "concepts", "max_users", "lr", "diff_lr", "cl_block", "ncl_alpha", "proto_weight", "warm_up",
+                 "msi_weight", "ris_lambda", "ris_adj_lambda")
 #: integers that seed numpy's legacy RandomState (np.random.seed accepts 0 .. 2**32 - 1 only)
 _SEEDS = ("seed", "resplit")
 MAX_SEED = 2**32 - 1
@@ -228,6 +234,8 @@ def validate(cfg: Config) -> None:
         bad("kg", f"choose from {', '.join(KG_SOURCES)}")
     if cfg.l2 not in L2_SCOPES:
         bad("l2", f"choose from {', '.join(L2_SCOPES)}")
+    if cfg.cl_pairs not in CL_PAIRS:
+        bad("cl_pairs", f"choose from {', '.join(CL_PAIRS)}")
     if cfg.select_on not in SELECT_ON:
         bad("select_on", "choose from val, test")
     for name in ("edge_drop", "target_dropout"):

@@ -10,6 +10,10 @@ interacted with item j (Eq. 11), the user guidance. The reverse process (Eq. 10,
 from x_T ~ q(x_T | x₀) and follows the posterior means μ(x_t, x̂₀) down to step 0. Keeping the
 top-q entities of each relation per item (Section V-B3) gives the rebuilt graph Ĝ_k.
 Loss: ELBO-weighted MSE on x̂₀ (DiffRec). The unguided variant (KDiffE_2) feeds zeros as z̃.
+
+DiffMM (:mod:`kdiffe.diffmm`) reuses the diffusion with DiffRec's other schedule, linear in the
+variance 1 - ᾱ_t instead of in β_t (``schedule="variance"``), and a denoiser that projects its
+step embedding and drops out its input (:class:`Denoiser` options).
 """
 
 from __future__ import annotations
@@ -34,17 +38,26 @@ def step_embedding(steps: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class Denoiser(nn.Module):
-    """MLP on [x_t ‖ step embedding ‖ z̃_j] predicting x̂₀."""
+    """MLP on [x_t ‖ step embedding ‖ z̃_j] predicting x̂₀.
 
-    def __init__(self, n_entities: int, guidance_dim: int, hidden: int = 256, step_dim: int = 16) -> None:
+    ``step_projection`` passes the step embedding through a linear layer first and
+    ``input_dropout`` drops out x_t in training (DiffMM's denoiser; KDiffE's has neither).
+    """
+
+    def __init__(self, n_entities: int, guidance_dim: int, hidden: int = 256, step_dim: int = 16,
+                 step_projection: bool = False, input_dropout: float = 0.0) -> None:
         super().__init__()
+        if not 0 <= input_dropout < 1:
+            raise ValueError(f"input_dropout={input_dropout}: must be in [0, 1)")
         self.step_dim = step_dim
         self.guidance_dim = guidance_dim
+        self.input_dropout = input_dropout
+        self.step_layer = nn.Linear(step_dim, step_dim) if step_projection else None
         self.net = nn.Sequential(
             nn.Linear(n_entities + step_dim + guidance_dim, hidden), nn.Tanh(),
             nn.Linear(hidden, n_entities),
         )
-        for layer in self.net:
+        for layer in (*self.net, self.step_layer):
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_normal_(layer.weight)
                 nn.init.zeros_(layer.bias)
@@ -52,16 +65,39 @@ class Denoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, steps: torch.Tensor, guidance: torch.Tensor | None) -> torch.Tensor:
         if guidance is None:
             guidance = x_t.new_zeros(x_t.shape[0], self.guidance_dim)
-        return self.net(torch.cat([x_t, step_embedding(steps, self.step_dim), guidance], dim=1))
+        emb = step_embedding(steps, self.step_dim)
+        if self.step_layer is not None:
+            emb = self.step_layer(emb)
+        if self.input_dropout and self.training:
+            x_t = nn.functional.dropout(x_t, self.input_dropout)
+        return self.net(torch.cat([x_t, emb, guidance], dim=1))
+
+
+SCHEDULES = ("beta", "variance")
+
+
+def betas_for(schedule: str, steps: int, noise_scale: float, noise_min: float, noise_max: float) -> torch.Tensor:
+    """β_1..β_T (float64). ``"beta"``: β = scale · linspace(min, max, T) (KDiffE). ``"variance"``:
+    1 - ᾱ = scale · linspace(min, max, T), β_t = min(1 - ᾱ_t / ᾱ_{t-1}, 0.999), with the first β
+    fixed at 1e-4 (DiffRec's "linear-var" with ``beta_fixed``, as DiffMM runs it)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r}: choose from {', '.join(SCHEDULES)}")
+    ramp = noise_scale * torch.linspace(noise_min, noise_max, steps, dtype=torch.float64)
+    if schedule == "beta":
+        return ramp
+    alpha_bar = 1.0 - ramp
+    betas = torch.cat([ramp[:1], (1.0 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)])
+    betas[0] = 1e-4
+    return betas
 
 
 class GaussianDiffusion:
-    """Linear-β Gaussian diffusion with T steps; betas = scale · linspace(β_min, β_max, T)."""
+    """Gaussian diffusion with T steps and a linear schedule (:func:`betas_for`)."""
 
     def __init__(self, steps: int, noise_scale: float = 0.1, noise_min: float = 1e-4,
-                 noise_max: float = 0.02, device: torch.device | str = "cpu") -> None:
+                 noise_max: float = 0.02, device: torch.device | str = "cpu", schedule: str = "beta") -> None:
         self.steps = steps
-        betas = noise_scale * torch.linspace(noise_min, noise_max, steps, dtype=torch.float64)
+        betas = betas_for(schedule, steps, noise_scale, noise_min, noise_max)
         alphas = 1.0 - betas
         self.alpha_bar = torch.cumprod(alphas, dim=0)
         prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
@@ -93,9 +129,12 @@ class GaussianDiffusion:
         return (weight * mse).sum() / weight.sum()
 
     @torch.no_grad()
-    def reconstruct(self, denoiser: Denoiser, x0: torch.Tensor, guidance: torch.Tensor | None) -> torch.Tensor:
-        """Reverse process from x_T ~ q(x_T | x₀) through posterior means; returns x̂₀."""
-        x_t = self.q_sample(x0, torch.full((x0.shape[0],), self.steps - 1, device=x0.device, dtype=torch.long))
+    def reconstruct(self, denoiser: Denoiser, x0: torch.Tensor, guidance: torch.Tensor | None,
+                    noised: bool = True) -> torch.Tensor:
+        """Reverse process through posterior means from x_T ~ q(x_T | x₀), or from x₀ itself
+        (``noised=False``, DiffMM's ``sampling_steps = 0``); returns x̂₀."""
+        x_t = (self.q_sample(x0, torch.full((x0.shape[0],), self.steps - 1, device=x0.device, dtype=torch.long))
+               if noised else x0)
         x0_hat = x_t
         for step in reversed(range(self.steps)):
             steps = torch.full((x0.shape[0],), step, device=x0.device, dtype=torch.long)

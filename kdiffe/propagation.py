@@ -49,7 +49,22 @@ def propagation_operator(train: sp.csr_matrix, s: sp.csr_matrix | None = None, x
     CSR is about twice as fast as COO for the forward and backward products on CPU.
     """
     block = normalized_interactions(train, s, xi)
-    square = sp.bmat([[None, block], [block.T, None]], format="csr")
+    return torch_csr(sp.bmat([[None, block], [block.T, None]], format="csr"), device)
+
+
+def self_loop_normalized(interactions: sp.spmatrix) -> sp.csr_matrix:
+    """D^{-1/2} (Ā + I) D^{-1/2} of the (users + items) bipartite graph Ā of ``interactions``
+    (any nonzero is an edge), D the degrees of Ā + I: the operator of DiffMM (Jiang et al. 2024),
+    its user-item graph and each rebuilt modality graph alike; symmetric."""
+    edges = (sp.csr_matrix(interactions) != 0).astype(np.float64)
+    square = sp.bmat([[None, edges], [edges.T, None]], format="csr") + sp.identity(sum(edges.shape), format="csr")
+    inv = 1.0 / np.sqrt(np.asarray(square.sum(axis=1)).ravel())  # >= 1: the self loop
+    return sp.csr_matrix(sp.diags(inv) @ square @ sp.diags(inv))
+
+
+def torch_csr(square: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A scipy sparse matrix as a float32 torch sparse CSR tensor on ``device``."""
+    square = sp.csr_matrix(square)
     square.sort_indices()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"

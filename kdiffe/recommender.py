@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn as nn
 
+from .catalog import MODELS
 from .errors import UserError
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
@@ -46,6 +47,9 @@ class Recommender(nn.Module):
     def check(cls, config: Any, dataset: Any) -> None:
         """Raise ConfigError when ``config`` cannot run on ``dataset`` (cheap: nothing is built);
         the runners call it for every planned configuration before any trial starts."""
+        entry = MODELS.get(cls.name)
+        if entry is not None and entry.needs_features:
+            feature_tensors(cls.name, dataset)
 
     @classmethod
     def build(cls, config: Any, dataset: Any, device: torch.device,
@@ -114,6 +118,17 @@ class Recommender(nn.Module):
         except (RuntimeError, TypeError) as exc:
             raise CheckpointError(f"model={self.name}: the checkpoint's random-stream state is not one: "
                                   f"{' '.join(str(exc).split())[:200]}") from None
+
+
+def feature_tensors(model: str, dataset: Any) -> dict[str, torch.Tensor]:
+    """The dataset's item features per modality as float32 tensors, for a multimodal ``model``;
+    a ConfigError naming the model and the dataset when it has none."""
+    from .config import ConfigError  # config -> catalog; catalog imports no model module
+
+    if not dataset.features:
+        raise ConfigError(f"model={model}: {dataset.name} has no item features (image, audio or text "
+                          f"*_feat.npy); it is a multimodal model")
+    return {m: torch.from_numpy(np.array(x, dtype=np.float32)) for m, x in dataset.features.items()}
 
 
 def own_generator(seed: int, stream: int) -> torch.Generator:

@@ -567,7 +567,7 @@ def render_tables(frame: pd.DataFrame, out: Path) -> Rendered:
     suite = frame[~reruns]
     ablation = suite[suite["kind"] == "ablation"]
     for name, build, write, rows, hint in (
-            ("II", tables.table_ii, tables.write_table, table_ii_rows(suite), "no ablation rows or default grid "
+            ("II", tables.table_ii, tables.write_table_ii, table_ii_rows(suite), "no ablation rows or default grid "
              "trials; run `python ablations/run.py --dataset tiktok baby sports`"),
             ("III", tables.table_iii, tables.write_table_iii, ablation, "no ablation rows; "
              "run `python ablations/run.py --dataset tiktok --seeds 0-4`")):

@@ -34,7 +34,8 @@ def test_ablation_suite_writes_table_iii(ray_session, tmp_path, capsys):  # noqa
 @pytest.mark.parametrize("args,needle", [
     (["--set", "tau=0"], "tau=0.0"),
     (["--variants", "kdiffe,nope"], "unknown variant nope"),
-    (["--models", "kdiffe"], "unknown baseline model kdiffe; choose from lightgcn, sgl, ncl, bm3"),
+    (["--variants", "none"], "--variants none: nothing to run; name baseline models with --models"),
+    (["--models", "kdiffe"], "unknown baseline model kdiffe; choose from lightgcn, sgl, ncl, bm3, diffmm"),
     (["--set", "model=sgl"], "use --models"),
     (["--seeds", ","], "expected seeds >= 0"),
     (["--seeds", "x"], "expected seeds such as"),

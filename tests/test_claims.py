@@ -1,6 +1,9 @@
 """plots/claims.py and the protocol / re-run tables: verdicts on hand-made results with known answers."""
 
+import numpy as np
 import pandas as pd
+import pytest
+from scipy import stats
 
 from kdiffe.config import Config
 from kdiffe.results import COLUMNS, rerun_name, result_row
@@ -170,3 +173,37 @@ def test_claims_markdown_counts_verdicts():
     table = pd.DataFrame([claims._row("a", "1", "1", claims.HOLDS), claims._row("b", "1", "", claims.UNTESTABLE)],
                          columns=list(claims.COLUMNS))
     assert claims.claims_markdown(table).startswith("2 claims: 1 holds, 0 does not hold, 1 cannot be tested here.")
+
+
+def test_table_ii_has_every_model_with_its_spread_its_best_test_column_a_paired_p_and_published_numbers(tmp_path):
+    epochs = ((1, 0.2, 0.0), (2, 0.1, 0.01))  # the best validation epoch is 1, the best test epoch 2
+    rows = [trial("abl", "kdiffe", s, r, epochs=epochs) for s, r in enumerate([0.110, 0.112, 0.114])]
+    rows += [trial("abl", "kdiffe", s, r, epochs=epochs, model="diffmm") for s, r in enumerate([0.100, 0.103, 0.104])]
+    rows += [trial("abl", "kdiffe", s, 0.09, epochs=epochs, model="sgl") for s in range(2)]
+    table = tables.table_ii(frame_of(rows)).set_index("variant")
+    assert list(table.index) == ["kdiffe", "sgl", "diffmm"]  # KDiffE first, then the registry's order
+    kd, dm = table.loc["kdiffe"], table.loc["diffmm"]
+    assert kd["recall@20"] == pytest.approx(0.112) and kd["recall@20 std"] == pytest.approx(0.002)
+    assert kd["best-test recall@20"] == pytest.approx(0.122) and np.isnan(kd["p vs kdiffe"])
+    assert (kd["paper recall@20"], kd["paper ndcg@20"], kd["paper"]) == (0.112, 0.046, "KDiffE, Table II")
+    assert dm["recall@20"] == pytest.approx(0.307 / 3) and dm["ndcg@20"] == pytest.approx(0.307 / 6)
+    d = np.array([-0.010, -0.009, -0.010])
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+    assert dm["p vs kdiffe"] == pytest.approx(2 * stats.t.sf(abs(t), df=2))
+    assert (dm["paper recall@20"], dm["paper"]) == (0.1129, "DiffMM (Jiang et al. 2024)")
+    # SGL ran seeds 0 and 1: paired on those two
+    assert table.loc["sgl", "p vs kdiffe"] == pytest.approx(stats.ttest_rel(np.full(2, 0.09), [0.110, 0.112]).pvalue)
+    assert table.loc["sgl", "runs"] == 2 and table.loc["sgl", "paper"] == ""  # nothing published for it
+    md = tables.write_table_ii(tables.table_ii(frame_of(rows)), tmp_path)[0].read_text()
+    assert "| tiktok | diffmm | 3 | 0.1023 ± 0.0021 | 0.0512 ± 0.0010 | 0.1123 |" in md
+    assert "0.1129 / 0.0456 (DiffMM (Jiang et al. 2024))" in md
+
+
+def test_kdiffe_against_every_baseline_model_that_ran_is_a_claim():
+    rows = [trial("abl", "kdiffe", s, r) for s, r in enumerate([0.110, 0.112, 0.114])]
+    rows += [trial("abl", "kdiffe", s, r - 0.01, model="sgl") for s, r in enumerate([0.110, 0.112, 0.114])]
+    rows += [trial("abl", "kdiffe", s, r, model="diffmm") for s, r in enumerate([0.115, 0.118, 0.1185])]
+    table = verdicts(claims.claims(frame_of(rows)))
+    assert table["KDiffE > SGL on tiktok (Recall@20)"] == claims.HOLDS  # a constant gap: p = 0
+    assert table["KDiffE > DiffMM on tiktok (Recall@20)"] == claims.FAILS  # DiffMM significantly better
+    assert not any("NCL" in c or "BM3" in c for c in table)  # models that did not run make no claim

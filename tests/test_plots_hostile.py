@@ -135,7 +135,7 @@ def test_text_from_results_cannot_break_rendered_markdown(tmp_path):
     assert code == 0, err
     table_ii = (tmp_path / "out" / "table_ii.md").read_text().splitlines()
     assert len(table_ii) == 4  # header, rule, kdiffe, no_cl: no new heading, no split row
-    assert table_ii[2] == f"| {EVIL_MD} | kdiffe | 2 | 0.1200 | 0.0600 |  |  |"
+    assert table_ii[2] == f"| {EVIL_MD} | kdiffe | 2 | 0.1200 ± 0.0283 | 0.0600 ± 0.0141 | 0.1200 |  |  |"
     for name in ("table_ii.md", "table_iii.md", "table_protocols.md", "claims.md"):
         text = (tmp_path / "out" / name).read_text()
         assert "<script>" not in text and "\n## " not in text, name

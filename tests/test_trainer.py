@@ -58,7 +58,7 @@ def test_seeded_runs_repeat(synthetic):
 
 @pytest.mark.parametrize("run", [{"variant": "lightgcn"}, {"variant": "kdiffe"}, {"model": "lightgcn"},
                                  {"model": "sgl"}, {"model": "ncl", "warm_up": 1, "clusters": 6},
-                                 {"model": "bm3"}])
+                                 {"model": "bm3"}, {"model": "diffmm", "denoiser_hidden": 32}])
 def test_resume_matches_an_uninterrupted_run(tmp_path, synthetic, run, one_thread):
     cfg = from_dict({**run, "epochs": 4, "M": 5, "R": 2, "patience": 0})
     straight = Trainer(cfg, synthetic, **QUIET)

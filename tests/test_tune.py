@@ -696,7 +696,8 @@ def test_a_model_with_its_own_ranges_is_searched_over_them():
 def test_every_baselines_trials_cut_short_resume_bit_exactly_inside_ray(ray_session, tmp_path, capsys):
     """One experiment with every baseline, each with its own state across epochs: none (LightGCN),
     dropout views (SGL), the E-step (NCL, after one warm-up epoch, so the cut falls between two
-    E-steps), the targets' dropout masks (BM3); and KDiffE's LightGCN variant beside them."""
+    E-steps), the targets' dropout masks (BM3), the denoisers and rebuilt graphs (DiffMM); and
+    KDiffE's LightGCN variant beside them."""
     from ablations.run import main
     from kdiffe.catalog import MODELS
 
@@ -704,7 +705,8 @@ def test_every_baselines_trials_cut_short_resume_bit_exactly_inside_ray(ray_sess
 
     def ablation(name, epochs):
         argv = [*TINY, "--variants", "lightgcn", "--models", ",".join(baselines), "--seeds", "0", "--set",
-                "warm_up=1", "--set", "clusters=6", "--epochs", str(epochs), "--storage", str(tmp_path),
+                "warm_up=1", "--set", "clusters=6", "--set", "denoiser_hidden=32", "--epochs", str(epochs),
+                "--storage", str(tmp_path),
                 "--name", name]
         assert main(argv) == 0
 
@@ -727,3 +729,41 @@ def test_every_baselines_trials_cut_short_resume_bit_exactly_inside_ray(ray_sess
     assert sorted(set(resumed["model"])) == sorted(baselines + ["kdiffe"])
     assert all(list(group["epoch"]) == [1, 2, 3, 4] for _, group in resumed.groupby(["variant", "model"]))
     pd.testing.assert_frame_equal(resumed, straight)
+
+
+def test_reproduce_plans_every_baseline_with_kdiffes_budget_on_the_data_it_supports(datasets_dir, tmp_path, capsys):
+    from tune.reproduce import main
+
+    assert main(["--datasets", "tiktok", "sports", "--parts", "baselines", "--data-dir", str(datasets_dir),
+                 "--storage", str(tmp_path), "--dry-run"]) == 0
+    plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
+    for model in ("lightgcn", "sgl", "ncl", "bm3", "diffmm"):
+        search = plan[f"tiktok-baseline-{model}-search"]
+        assert f"--mode optuna --model {model} --num-samples 24 " in search and "--epochs 60" in search
+        for part in (f"tiktok-baseline-{model}", f"tiktok-baseline-{model}-resplit-1-one"):
+            assert f"--variants none --models {model} --seeds 0,1,2,3,4 " in plan[part]
+            assert plan[part].endswith(f"the best settings of tiktok-baseline-{model}-search")
+    assert "--set resplit=2 --set resplit_holdout=one " in plan["tiktok-baseline-sgl-resplit-2-one"]
+    # Sports has no item features: the collaborative models only, at TikTok's best configuration, never re-split
+    assert sorted(n for n in plan if n.startswith("sports")) == ["sports-baseline-lightgcn", "sports-baseline-ncl",
+                                                                 "sports-baseline-sgl"]
+    assert plan["sports-baseline-ncl"].endswith("the best settings of tiktok-baseline-ncl-search")
+    assert main(["--parts", "baselines", "--baseline-models", "sgl,foo", "--storage", str(tmp_path)]) == 2
+    assert "error: --baseline-models sgl,foo: choose from lightgcn, sgl, ncl, bm3, diffmm" in capsys.readouterr().err
+
+
+def test_reproduce_baselines_search_then_rerun_the_best_beside_kdiffe_in_table_ii(ray_session, tmp_path, capsys):
+    from tune.reproduce import main
+
+    sets = [x for s in ("syn_users=120", "syn_items=60") for x in ("--set", s)]
+    argv = ["--datasets", "synthetic", "--parts", "baselines", "--baseline-models", "sgl", "--search-datasets",
+            "synthetic", "--search-trials", "2", "--ablation-seeds", "3-4", "--ablation-epochs", "1",
+            "--baseline-epochs", "1", "--storage", str(tmp_path), *sets]
+    assert main(argv) == 0
+    best = json.loads((tmp_path / "synthetic-baseline-sgl-search" / "best.json").read_text())["best"]
+    rerun = pd.read_csv(tmp_path / "synthetic-baseline-sgl" / "results.csv")
+    assert set(rerun["seed"]) == {3, 4} and set(rerun["model"]) == {"sgl"} and set(rerun["variant"]) == {"sgl"}
+    for key in ("theta1", "tau", "theta2", "lr"):  # SGL's own search space, carried to the re-run
+        assert np.allclose(rerun[key].astype(float), float(best[key])), key
+    table = (tmp_path / "figures" / "table_ii.md").read_text()
+    assert "| synthetic | sgl | 2 |" in table  # the re-run is a Table II row, the search is not

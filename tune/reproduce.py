@@ -22,6 +22,12 @@ Parts (per dataset; datasets without item features run only what needs none):
                 or about the published shares of each user's interactions (--resplit-holdout shares,
                 parts <dataset>-resplit-K-*)
   scalability   Figure 10: seconds per epoch against t on every dataset, against users on Sports
+  baselines     Table II's baseline models (lightgcn, sgl, ncl, bm3, diffmm: kdiffe.catalog), each given
+                KDiffE's search budget: an optuna search (ASHA) over its own space on --search-datasets
+                (part <dataset>-baseline-<model>-search), then the best configuration re-run with the
+                ablation seeds on the published split and on the re-splits (<dataset>-baseline-<model>,
+                ...-resplit-K-one); other datasets re-run the searched dataset's best configuration;
+                multimodal models (bm3, diffmm) skip datasets without item features
   search        beyond the paper: an optuna search (ASHA) of KDiffE over the paper's seven parameters
                 plus theta2 and lr, and of LightGCN over theta2 and lr with the same budget
                 (--search-trials trials of --ablation-epochs epochs, one seed); then each search's best
@@ -34,11 +40,13 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kdiffe.catalog import MODELS  # noqa: E402
 from kdiffe.config import RESPLIT_HOLDOUTS  # noqa: E402
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
@@ -47,7 +55,7 @@ from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
 from tune.store import RECORD_FILE  # noqa: E402
 
-PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search")
+PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search", "baselines")
 #: Options that choose where and how many trials run, passed on to every part's script.
 RESOURCE_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address")
 #: The grid part, one experiment per figure: q first (with the unguided q grid it makes Figure 5).
@@ -66,6 +74,10 @@ SCALE = {"tiktok": 1.0, "baby": 2.0, "sports": 3.7}  #: epoch cost relative to T
 #: docs/benchmarks.md): their ablation and re-run trials get --baseline-epochs and this patience.
 BASELINES = ("lightgcn", "lightgcn_s")
 BASELINE_PATIENCE = 20
+#: Table II's registered baseline models (kdiffe.catalog), in registry order.
+BASELINE_MODELS = tuple(m for m in MODELS if m != "kdiffe")
+#: Their seconds per epoch on TikTok, 2 cores (docs/benchmarks.md, peers), for --dry-run.
+MODEL_SECONDS = {"lightgcn": 1.2, "sgl": 10.9, "ncl": 16.2, "bm3": 1.8, "diffmm": 93.0}
 
 
 @dataclass
@@ -174,12 +186,48 @@ def plan(args: argparse.Namespace) -> list[Part]:
                                                               seeds_best, *run],
                                   n, n * SECONDS_PER_EPOCH[variant] * scale, after=name,
                                   carried=SEARCH_PARAMS[variant]))
+        if "baselines" in args.parts:
+            parts += baseline_parts(args, dataset, rich, scale, run_args)
     if "scalability" in args.parts:
         steps = len(PAPER_GRIDS["t"])
         n = steps * len(args.datasets) + (5 if "sports" in args.datasets else 0)
         parts.append(Part("scalability", "scalability", ["--dataset", *args.datasets, "--data-dir", args.data_dir,
                                                          "--epochs", "3"], n * 3,
                           sum(3 * steps * SECONDS_PER_EPOCH["kdiffe"] * SCALE.get(d, 1) for d in args.datasets)))
+    return parts
+
+
+def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: float, run_args: Any) -> list[Part]:
+    """Table II's baselines on ``dataset``, each with KDiffE's search budget: an optuna search (ASHA)
+    of the model over its own space (kdiffe.catalog) on the search datasets, then its best
+    configuration re-run with the ablation seeds on the published split and on the re-splits.
+    A dataset that is not searched re-runs the first searched dataset's best configuration, or the
+    published defaults when none is searched. Multimodal models skip a dataset without features."""
+    parts: list[Part] = []
+    searched = [d for d in args.search_datasets if d in args.datasets]
+    rerun = run_args(args.baseline_epochs, "--set", f"patience={BASELINE_PATIENCE}")
+    splits = [("", 0)] + [(f"-resplit-{k}" + "-one" * (args.resplit_holdout == "one"), k) for k in args.resplits
+                          if dataset in args.resplit_datasets]
+    for model in args.baseline_models:
+        if MODELS[model].needs_features and not rich:
+            continue
+        epoch = MODEL_SECONDS.get(model, 10.0) * scale
+        search = f"{dataset}-baseline-{model}-search"
+        if dataset in args.search_datasets:
+            n = args.search_trials * args.ablation_epochs  # the budget; ASHA spends less
+            parts.append(Part(search, "search", ["--dataset", dataset, "--mode", "optuna", "--model", model,
+                                                 "--num-samples", str(args.search_trials), "--seeds", str(SEARCH_SEED),
+                                                 *run_args(args.ablation_epochs)], n, n * epoch))
+        source = search if dataset in args.search_datasets else (
+            f"{searched[0]}-baseline-{model}-search" if searched else "")
+        for label, resplit in splits:
+            extra = ["--set", f"resplit={resplit}", *["--set", "resplit_holdout=one"] * (
+                args.resplit_holdout == "one")] if resplit else []
+            n = len(args.ablation_seeds) * args.baseline_epochs
+            parts.append(Part(f"{dataset}-baseline-{model}{label}", "ablation",
+                              ["--dataset", dataset, "--variants", "none", "--models", model, "--seeds",
+                               ",".join(map(str, args.ablation_seeds)), *extra, *rerun], n, n * epoch,
+                              after=source, carried=MODELS[model].search if source else ()))
     return parts
 
 
@@ -238,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline-epochs", type=int, default=150,
                         help=f"most epochs of LightGCN and LightGCN + S ablation and re-run trials (default 150, "
                              f"patience {BASELINE_PATIENCE})")
+    parser.add_argument("--baseline-models", default=",".join(BASELINE_MODELS),
+                        help=f"models of the baselines part (default {','.join(BASELINE_MODELS)})")
     parser.add_argument("--search-trials", type=int, default=24,
                         help="trials of each optuna search in the search part (default 24)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Config value for every trial")
@@ -260,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         args.grid_params = [p.strip() for p in args.grid_params.split(",") if p.strip()]
         if not set(args.grid_params) <= set(SWEEP_PARAMS):
             raise UserError(f"--grid-params {','.join(args.grid_params)}: choose from {', '.join(SWEEP_PARAMS)}")
+        args.baseline_models = [m.strip() for m in args.baseline_models.split(",") if m.strip()]
+        if not args.baseline_models or not set(args.baseline_models) <= set(BASELINE_MODELS):
+            raise UserError(f"--baseline-models {','.join(args.baseline_models)}: choose from "
+                            f"{', '.join(BASELINE_MODELS)}")
         unknown = [p for p in args.parts if p not in PARTS]
         if unknown:
             raise UserError(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
