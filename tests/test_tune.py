@@ -677,7 +677,8 @@ def test_another_models_search_uses_its_own_space_and_defaults():
     with pytest.raises(Exception, match="--params: unknown M for model lightgcn"):
         parse_params("M,theta2", "lightgcn")
     points = grid_points(("theta2",), {"model": "lightgcn"})
-    assert [p["theta2"] for p in points[1:]] == [1e-6, 1e-5, 2e-5, 4e-5, 1e-3]  # 1e-4: LightGCN's default point
+    # its batch L2's own grid (kdiffe.catalog.BATCH_L2_GRIDS); 1e-4: LightGCN's default point
+    assert [p["theta2"] for p in points[1:]] == [1e-5, 1e-3, 1e-2, 0.1, 0.3, 1.0]
 
 
 def test_a_model_with_its_own_ranges_is_searched_over_them():
@@ -686,7 +687,8 @@ def test_a_model_with_its_own_ranges_is_searched_over_them():
     params = parse_params(None, "ncl")
     assert params == ("theta1", "proto_weight", "tau", "theta2", "lr")
     low, high = extreme_values(params, "ncl")
-    assert (low["theta1"], high["theta1"], low["tau"], high["theta2"]) == (1e-9, 1e-5, 0.05, 1e-3)  # θ2: shared
+    # θ2: the batch L2's range, shared by the models that use it (kdiffe.catalog.BATCH_L2_RANGES)
+    assert (low["theta1"], high["theta1"], low["tau"], low["theta2"], high["theta2"]) == (1e-9, 1e-5, 0.05, 1e-5, 1.0)
     assert extreme_values(("theta1",))[0]["theta1"] == 1e-4  # KDiffE's own range is untouched
     drawn = sample_points(params, 40, 3, "ncl")
     assert all(1e-9 <= p["theta1"] <= 1e-5 and 1e-9 <= p["proto_weight"] <= 1e-5 for p in drawn)
