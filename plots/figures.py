@@ -61,6 +61,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from kdiffe import paper  # noqa: E402
+from kdiffe.catalog import published_defaults  # noqa: E402
 from kdiffe.config import FIELDS  # noqa: E402
 from kdiffe.paper import PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, is_rerun, read_results  # noqa: E402
@@ -319,7 +320,9 @@ def _search_panel(trials: pd.DataFrame, param: str, variants: Sequence[str], tit
         if len(points):
             curves[style.variant_name(variant)] = points.sort_values("x", kind="stable").reset_index(drop=True)
     top = trials.loc[trials[SELECTION].idxmax()]
-    default = None if param == "variant" else float(FIELDS[param].default)
+    model = str(trials["model"].iloc[0]) if "model" in trials.columns and len(trials) else FIELDS["model"].default
+    # the searched model's own default (kdiffe.catalog: LightGCN's published θ2 is 1e-4, not KDiffE's 1e-5)
+    default = None if param == "variant" else float(published_defaults(model).get(param, FIELDS[param].default))
     return Panel(param=param, ylabel="validation " + paper.METRIC_NAMES["test_recall@20"], curves=curves,
                  title=title, xlabel=paper.PARAM_LABELS.get(param, "variant"), default=default,
                  ticklabels={x: category_label(style.variant_name(v)) for v, x in position.items()}
