@@ -53,7 +53,7 @@ import torch.nn.functional as F
 
 from .diffusion import Denoiser, GaussianDiffusion
 from .losses import bpr_loss, default_block, info_nce_nodes
-from .propagation import layer_embeddings, self_loop_normalized, torch_csr
+from .propagation import propagate, self_loop_normalized, torch_csr
 from .recommender import CheckpointError, GraphEmbeddings, feature_tensors, own_generator
 
 #: dropout on the denoisers' noisy input in training (fixed in the authors' ``Denoise``)
@@ -146,7 +146,7 @@ class DiffMM(GraphEmbeddings):
         return self.projections[name](self.features[name])
 
     def _layer_sum(self, x: torch.Tensor) -> torch.Tensor:
-        return sum(layer_embeddings(self.operator, x, self.layers))
+        return propagate(self.operator, x, self.layers)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         users, items = x.split([self.n_users, self.n_items])

@@ -158,7 +158,7 @@ def plan(args: argparse.Namespace) -> list[Part]:
                 run, epochs = training(variants)
                 n = len(variants) * len(args.ablation_seeds)
                 cost = sum(SECONDS_PER_EPOCH[v] for v in variants) * len(args.ablation_seeds) * epochs * scale
-                extra = ["--set", f"resplit={resplit}", *["--set", "resplit_holdout=one"] * one] if resplit else []
+                extra = resplit_argv(resplit, one)
                 parts.append(Part(f"{dataset}-{label}-theta2-{theta2:g}{suffix}", "ablation",
                                   ["--dataset", dataset, "--variants", ",".join(variants), "--seeds",
                                    ",".join(map(str, args.ablation_seeds)), "--set", f"theta2={theta2}", *extra,
@@ -197,6 +197,12 @@ def plan(args: argparse.Namespace) -> list[Part]:
     return parts
 
 
+def resplit_argv(resplit: int, one: bool) -> list[str]:
+    """The ``--set`` options of re-split ``resplit`` (none for 0, the published split); ``one``: one
+    held-out interaction per user."""
+    return ["--set", f"resplit={resplit}", *["--set", "resplit_holdout=one"] * one] if resplit else []
+
+
 def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: float, run_args: Any) -> list[Part]:
     """Table II's baselines on ``dataset``, each with KDiffE's search budget: an optuna search (ASHA)
     of the model over its own space (kdiffe.catalog) on the search datasets, then its best
@@ -221,8 +227,7 @@ def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: fl
         source = search if dataset in args.search_datasets else (
             f"{searched[0]}-baseline-{model}-search" if searched else "")
         for label, resplit in splits:
-            extra = ["--set", f"resplit={resplit}", *["--set", "resplit_holdout=one"] * (
-                args.resplit_holdout == "one")] if resplit else []
+            extra = resplit_argv(resplit, args.resplit_holdout == "one")
             n = len(args.ablation_seeds) * args.baseline_epochs
             parts.append(Part(f"{dataset}-baseline-{model}{label}", "ablation",
                               ["--dataset", dataset, "--variants", "none", "--models", model, "--seeds",
