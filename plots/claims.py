@@ -130,6 +130,8 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
     """Tables II and III's ordering: the full model above each ablation, LightGCN and every baseline
     model that ran, per data split."""
     ablation = _ablation(best)
+    ablation = ablation.assign(variant=tables.entries(ablation))
+    compared = ("no_s", "unguided", "no_cl", *tables.KDIFFE_FORM.values(), *paper.MODEL_NAMES)
     rows = []
     for data, per_data in ablation.groupby("data", sort=True):
         full = per_data[per_data["variant"] == "kdiffe"]
@@ -137,10 +139,9 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             continue
         ref = main_setting(full).set_index("seed")["test_recall@20"]
         note = _kg_note(main_setting(full))
-        for variant in ("no_s", "unguided", "no_cl", "lightgcn", *paper.MODEL_NAMES):
+        for variant in compared:
             cell = per_data[per_data["variant"] == variant]
-            name = paper.VARIANT_NAMES.get(variant) or paper.MODEL_NAMES[variant]
-            claim = f"KDiffE > {name} on {data} (Recall@20)"
+            claim = f"KDiffE > {tables.entry_name(variant)} on {data} (Recall@20)"
             if cell.empty:
                 continue
             full_values, values = tables.paired_by_seed(ref, main_setting(cell).set_index("seed")["test_recall@20"])

@@ -17,7 +17,8 @@ from scipy import stats
 from kdiffe.config import FIELDS, VARIANTS as VARIANT_FLAGS
 from kdiffe.files import replace_atomic, write_atomic
 from kdiffe.catalog import MODELS
-from kdiffe.paper import PAPER_TABLE_II, PAPER_TABLE_III, PUBLISHED_SOURCES, PUBLISHED_TABLE_II, VARIANT_ORDER  # noqa: F401
+from kdiffe.paper import (PAPER_TABLE_II, PAPER_TABLE_III, PUBLISHED_SOURCES, PUBLISHED_TABLE_II,  # noqa: F401
+                          MODEL_NAMES, VARIANT_NAMES, VARIANT_ORDER)
 from kdiffe.results import CONFIG_COLUMNS, SELECTION_METRIC, best_rows  # the one definition (kdiffe.results)
 
 METRICS = ("test_recall@20", "test_ndcg@20")
@@ -37,6 +38,35 @@ def data_label(frame: pd.DataFrame) -> pd.Series:
     suffix = (" (re-split " + resplit.astype(str) + ratios.map(lambda r: f" {r}" if r else "")
               + holdout.map(RESPLIT_FORMS).fillna("") + ")")
     return label.where(resplit == 0, label + suffix)
+
+
+#: KDiffE's LightGCN variant (layer sum, L2 over every parameter: Eq. 14) as a table names it, apart
+#: from the registered model ``lightgcn`` (He et al. 2020 as published), which results files also
+#: record under the name "lightgcn".
+KDIFFE_FORM = {"lightgcn": "lightgcn (KDiffE's form)"}
+
+
+def kdiffe_model(frame: pd.DataFrame) -> pd.Series:
+    """Which rows are the kdiffe model's (its variants): ``model`` is "kdiffe", or not recorded (files
+    written before other models existed)."""
+    if "model" not in frame.columns:
+        return pd.Series(True, index=frame.index)
+    return frame["model"].isna() | (frame["model"].astype(str) == "kdiffe")
+
+
+def entries(frame: pd.DataFrame) -> pd.Series:
+    """What each row is in Table II and the claims: the kdiffe model's variant, or the baseline model's
+    name; KDiffE's own LightGCN variant as :data:`KDIFFE_FORM` names it."""
+    variant = frame["variant"].astype(str)
+    return variant.where(~kdiffe_model(frame), variant.replace(KDIFFE_FORM))
+
+
+def entry_name(entry: str) -> str:
+    """Display name of an :func:`entries` value: 'KDiffE w/o S', 'LightGCN (KDiffE's form)', 'SGL'."""
+    for variant, key in KDIFFE_FORM.items():
+        if entry == key:
+            return f"{VARIANT_NAMES[variant]} (KDiffE's form)"
+    return VARIANT_NAMES.get(entry) or MODEL_NAMES.get(entry, entry)
 
 
 def settings(group: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -85,9 +115,17 @@ def variant_label(variant: str, setting: str, group: pd.DataFrame) -> str:
 
 
 def _order(variants: pd.Series) -> pd.Series:
-    """KDiffE's variants in the paper's order, then the registered baselines in registry order."""
+    """KDiffE's variants in the paper's order, then the registered baselines in registry order (the
+    LightGCN model just before KDiffE's form of it)."""
     rank = {v: i for i, v in enumerate((*VARIANT_ORDER, *(m for m in MODELS if m not in VARIANT_ORDER)))}
-    return variants.map(lambda v: rank.get(str(v).split(" ")[0], len(rank)))  # 'no_cl (theta2=1e-05)' -> no_cl
+    forms = set(KDIFFE_FORM.values())
+
+    def position(label: str) -> float:
+        entry = next((f for f in forms if label.startswith(f)), label.split(" ")[0])  # 'no_cl (theta2=1e-05)'
+        base = next((v for v, f in KDIFFE_FORM.items() if f == entry), entry)
+        return rank.get(base, len(rank)) + 0.5 * (entry in forms)
+
+    return variants.map(lambda v: position(str(v)))
 
 
 def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str = "kdiffe") -> pd.DataFrame:
@@ -102,7 +140,7 @@ def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str 
     paper recall@20, paper ndcg@20, paper (where the published numbers come from).
     """
     best = best_rows(frame, metric)
-    best = best.assign(data=data_label(best))
+    best = best.assign(data=data_label(best), variant=entries(best))
     optimistic = best_rows(frame, "test_recall@20").set_index("trial_id")["test_recall@20"]
     rows = []
     for data, per_data in best.groupby("data", sort=True):
@@ -133,7 +171,7 @@ def table_ii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str 
 
 
 def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str = "kdiffe") -> pd.DataFrame:
-    """Table III: per dataset and variant, mean ± std (ddof=1) over seeds of test Recall@20 / NDCG@20
+    """Table III: per dataset and variant of the kdiffe model, mean ± std (ddof=1) over seeds of test Recall@20 / NDCG@20
     at each trial's best validation evaluation, and the two-sided paired t-test
     (scipy.stats.ttest_rel over the seeds both ran) of each variant against ``reference``.
 
@@ -141,6 +179,7 @@ def table_iii(frame: pd.DataFrame, metric: str = "val_recall@20", reference: str
     paper recall@20, paper ndcg@20 (the paper's Table III where the dataset matches).
     """
     best = best_rows(frame, metric)
+    best = best[kdiffe_model(best)]
     best = best.assign(data=data_label(best))
     rows = []
     for dataset, per_dataset in best.groupby("data", sort=True):

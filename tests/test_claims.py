@@ -166,7 +166,7 @@ def test_a_kg_variant_run_without_a_kg_is_labelled():
     frame["kg_entities"] = 12
     assert list(tables.table_ii(frame)["variant"]) == ["kdiffe"]
     lightgcn = frame.assign(variant="lightgcn", kg_entities=0)
-    assert list(tables.table_ii(lightgcn)["variant"]) == ["lightgcn"]
+    assert list(tables.table_ii(lightgcn)["variant"]) == ["lightgcn (KDiffE's form)"]  # no "[no KG]": it uses none
 
 
 def test_claims_markdown_counts_verdicts():
@@ -207,3 +207,23 @@ def test_kdiffe_against_every_baseline_model_that_ran_is_a_claim():
     assert table["KDiffE > SGL on tiktok (Recall@20)"] == claims.HOLDS  # a constant gap: p = 0
     assert table["KDiffE > DiffMM on tiktok (Recall@20)"] == claims.FAILS  # DiffMM significantly better
     assert not any("NCL" in c or "BM3" in c for c in table)  # models that did not run make no claim
+
+
+def test_the_lightgcn_model_and_kdiffes_lightgcn_variant_are_two_rows_and_two_claims():
+    rows = [trial("abl", "kdiffe", s, r) for s, r in enumerate([0.110, 0.112, 0.114])]
+    rows += [trial("abl", "lightgcn", s, 0.09) for s in range(3)]  # the variant: KDiffE with S, KG, CL off
+    rows += [trial("base", "kdiffe", s, r, model="lightgcn") for s, r in enumerate([0.105, 0.106, 0.109])]
+    frame = frame_of(rows)
+    assert set(frame["variant"]) == {"kdiffe", "lightgcn"}  # results files record both as "lightgcn"
+    table = tables.table_ii(frame).set_index("variant")
+    assert list(table.index) == ["kdiffe", "lightgcn", "lightgcn (KDiffE's form)"]
+    assert table.loc["lightgcn (KDiffE's form)", "recall@20"] == pytest.approx(0.09)
+    assert table.loc["lightgcn", "recall@20"] == pytest.approx((0.105 + 0.106 + 0.109) / 3)
+    assert table.loc["lightgcn", "runs"] == 3  # not pooled with the variant's three
+    assert list(tables.table_iii(frame)["variant"]) == ["kdiffe", "lightgcn"]  # Table III: KDiffE's variants only
+    table = verdicts(claims.claims(frame))
+    assert table["KDiffE > LightGCN (KDiffE's form) on tiktok (Recall@20)"] == claims.HOLDS  # a constant gap
+    assert table["KDiffE > LightGCN on tiktok (Recall@20)"] == claims.HOLDS
+    gaps = np.array([0.110, 0.112, 0.114]) - np.array([0.105, 0.106, 0.109])
+    assert f"p = {stats.ttest_rel(gaps, np.zeros(3)).pvalue:.3g}" in \
+        claims.claims(frame).set_index("claim").loc["KDiffE > LightGCN on tiktok (Recall@20)", "ours"]
