@@ -121,6 +121,18 @@ def sweep_curves(best: pd.DataFrame, param: str, dataset: str, variant: str, met
     return labelled_curves([(style.variant_name(variant), trials)], param, param, metric)[0]
 
 
+def grid_matrix(best: pd.DataFrame, param: str, dataset: str, variant: str, metric: str) -> pd.DataFrame:
+    """One sweep as a (value of ``param`` x seed) table of ``metric``: the configuration with the
+    most trials (as the claims judge it), only the seeds that ran at every value; empty when
+    there is no grid."""
+    groups = config_groups(grid_trials(best, param, dataset, variant), param)
+    if not groups:
+        return pd.DataFrame()
+    trials = max(groups, key=len)
+    table = trials.pivot_table(index=param, columns="seed", values=metric, aggfunc="mean").sort_index()
+    return table.dropna(axis=1)
+
+
 def figure_label_columns(groups: Sequence[pd.DataFrame], params: Collection[str]) -> list[str]:
     """Config columns (``params`` aside) that differ between any of a figure's curves: every
     curve of the figure shows its values of them."""
