@@ -19,6 +19,7 @@ from .files import open_regular
 from .paper import SWEEP_PARAMS  # noqa: F401  (re-exported: the schema's sweep columns)
 
 RESULTS_FILE = "results.csv"  #: tidy CSV written beside Ray's files by every experiment
+RECORD_FILE = "experiment.json"  #: every run of an experiment: command, commit, machine, times, exit
 BEST_FILE = "best.json"
 #: Folder holding experiments (the runners' ``--storage``, plots/figures.py's ``--results``), relative to cwd.
 DEFAULT_STORAGE = "results"

@@ -47,6 +47,7 @@ one-line note naming the experiment that produces it.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import textwrap
@@ -72,6 +73,8 @@ from plots.aggregate import (  # noqa: E402
     SCALABILITY_MOVES, SECONDS, SELECTION, best_evaluations, config_groups, default_value, figure_label_columns,
     grid_trials, labelled_curves, scalability_curves, scalability_trials)
 from plots.claims import write_claims  # noqa: E402
+from plots.provenance import write_what_ran  # noqa: E402
+from plots.splits import write_splits  # noqa: E402
 
 METRICS = ("test_recall@20", "test_ndcg@20")
 TEXT_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "sweep", "status")
@@ -585,14 +588,21 @@ def render_tables(frame: pd.DataFrame, out: Path) -> Rendered:
         table = tables.protocol_table(rows) if len(rows) else pd.DataFrame()
         if len(table):
             done.written += tables.write_blocks(table, out, stem, heading)
+    done.written += tables.write_comparisons(frame, out)
     return done
 
 
-def render_all(frame: pd.DataFrame, out: Path, formats: Sequence[str] = ("png", "pdf")) -> Rendered:
-
+def render_all(frame: pd.DataFrame, out: Path, formats: Sequence[str] = ("png", "pdf"),
+               root: Path | None = None, data_dir: str | Path | None = None) -> Rendered:
+    """Every figure, table and the claims from ``frame``; with ``root`` (the results folder) also
+    the table of every run of every experiment there (plots/provenance.py); with ``data_dir`` the
+    statistics of every split the results trained on (plots/splits.py)."""
     out.mkdir(parents=True, exist_ok=True)
     drawn, tabled = render_figures(frame, out, formats), render_tables(frame, out)
-    return Rendered(drawn.written + tabled.written + write_claims(frame, out), drawn.notes + tabled.notes)
+    ran = write_what_ran(root, out) if root is not None and root.is_dir() else []
+    split_files, split_notes = write_splits(frame, data_dir, out) if data_dir is not None else ([], [])
+    return Rendered(drawn.written + tabled.written + write_claims(frame, out) + ran + split_files,
+                    drawn.notes + tabled.notes + split_notes)
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -612,6 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {DEFAULT_STORAGE}, the runners' --storage default)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/figures)")
     parser.add_argument("--formats", default="png,pdf", help="comma-separated image formats (default png,pdf)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder of the datasets, for the statistics of each split (splits.md); "
+                             "default $KDIFFE_DATA_DIR, and none when it is unset")
     return parser
 
 
@@ -627,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--out {out}: not a folder")
     except UserError as exc:
         return report(exc)
-    done = render_all(frame, out, formats)
+    data_dir = args.data_dir or os.environ.get("KDIFFE_DATA_DIR")
+    done = render_all(frame, out, formats, args.results, data_dir)
     for path in done.written:
         print(f"wrote {path}")
     for note in skipped + done.notes:

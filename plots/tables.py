@@ -19,7 +19,7 @@ from kdiffe.files import replace_atomic, write_atomic
 from kdiffe.catalog import MODELS
 from kdiffe.paper import (PAPER_TABLE_II, PAPER_TABLE_III, PUBLISHED_SOURCES, PUBLISHED_TABLE_II,  # noqa: F401
                           MODEL_NAMES, VARIANT_NAMES, VARIANT_ORDER)
-from kdiffe.results import CONFIG_COLUMNS, SELECTION_METRIC, best_rows  # the one definition (kdiffe.results)
+from kdiffe.results import CONFIG_COLUMNS, SELECTION_METRIC, best_rows, is_rerun  # the one definition
 
 METRICS = ("test_recall@20", "test_ndcg@20")
 
@@ -358,3 +358,53 @@ def write_blocks(table: pd.DataFrame, out_dir: str | Path, stem: str, heading: s
 def write_table_iii(table: pd.DataFrame, out_dir: str | Path, stem: str = "table_iii") -> tuple[Path, Path]:
     """Table III: ``stem.md`` with one 'mean ± std' block per dataset, ``stem.csv`` with the raw numbers."""
     return write_table(table, out_dir, stem, table_iii_markdown(table))
+
+
+#: Comparisons beyond the paper's (first minus second, per data split): what S adds to LightGCN.
+COMPARISONS = (("lightgcn_s", "lightgcn (KDiffE's form)", "S added to LightGCN (KDiffE's form)"),)
+
+
+def comparison_table(frame: pd.DataFrame, metric: str = SELECTION_METRIC) -> pd.DataFrame:
+    """Paired differences of test Recall@20 that the write-up discusses beside the claims: each of
+    :data:`COMPARISONS` on every data split, and each search's best configuration re-run against
+    the suite's run of the same model (the paper's defaults, or the validation-chosen θ2), by the
+    difference rule of plots/verdicts.py (95 % CI over shared seeds, two-sided p)."""
+    from plots import verdicts
+
+    reruns = frame["experiment"].map(is_rerun).astype(bool)
+    suite = best_rows(frame[~reruns & (frame["kind"] == "ablation")], metric)
+    suite = suite.assign(data=data_label(suite), variant=entries(suite))
+    searched = best_rows(frame[reruns & (frame["kind"] == "ablation")], metric)
+    searched = searched.assign(data=data_label(searched), variant=entries(searched))
+
+    def main(cell: pd.DataFrame) -> pd.Series:
+        part = max(settings(cell), key=lambda p: (round(float(p[1][metric].mean()), 12), len(p[1])))[1]
+        return part.set_index("seed")["test_recall@20"]
+
+    pairs = []
+    for data, per_data in suite.groupby("data", sort=True):
+        for first, second, what in COMPARISONS:
+            a, b = per_data[per_data["variant"] == first], per_data[per_data["variant"] == second]
+            if len(a) and len(b):
+                pairs.append((data, what, main(a), main(b)))
+        for variant, cell in searched[searched["data"] == data].groupby("variant", sort=True):
+            own = per_data[per_data["variant"] == variant]
+            if len(own):
+                pairs.append((data, f"{entry_name(str(variant))}: the search's best against the suite's", main(cell),
+                              main(own)))
+    rows = []
+    for data, what, a, b in pairs:
+        test = verdicts.difference(*paired_by_seed(a, b))
+        rows.append({"dataset": data, "comparison": what, "seeds": test.n, "difference": test.mean,
+                     "95 % CI low": test.low, "95 % CI high": test.high, "p": test.p})
+    return pd.DataFrame(rows, columns=["dataset", "comparison", "seeds", "difference", "95 % CI low", "95 % CI high",
+                                       "p"])
+
+
+def write_comparisons(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    table = comparison_table(frame)
+    if table.empty:
+        return []
+    shown = table.assign(**{c: [f"{v:+.4f}" for v in table[c]] for c in ("difference", "95 % CI low", "95 % CI high")},
+                         p=[_fmt(p, "{:.3g}") for p in table["p"]])
+    return list(write_table(table, out_dir, "comparisons", markdown=to_markdown(shown)))

@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     from plots.figures import load_results, render_all
 
     try:
-        done = render_all(load_results(storage), storage / "figures", ("png",))
+        done = render_all(load_results(storage), storage / "figures", ("png",), storage, args.data_dir)
     except UserError as exc:
         return report(exc)
     for path in done.written:

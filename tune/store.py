@@ -44,9 +44,7 @@ from typing import Any, Iterable, Mapping
 
 from kdiffe.errors import UserError
 from kdiffe.files import write_atomic  # noqa: F401  (re-exported: tune's one atomic writer)
-from kdiffe.results import BEST_FILE, COLUMNS, RESULTS_FILE, best_evaluation, with_config_defaults
-
-RECORD_FILE = "experiment.json"
+from kdiffe.results import BEST_FILE, COLUMNS, RECORD_FILE, RESULTS_FILE, best_evaluation, with_config_defaults
 TRIALS = "trials"
 RAY_FOLDER = "ray"  #: Ray Tune's own files, one folder per run; never read back
 
@@ -125,15 +123,22 @@ def check_storage(storage: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ record
-def _commit() -> str:
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                          cwd=Path(__file__).resolve().parent)
+
+
+def _commit() -> tuple[str, str]:
+    """The checkout's short commit, with "+changes" when tracked files differ from it, and that
+    difference (``git diff HEAD``; '' when clean or not a checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
-        return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else ""
+        out = _git("rev-parse", "--short", "HEAD")
+        if out.returncode != 0:
+            return "", ""
+        diff = _git("diff", "HEAD", "--binary").stdout
+        return out.stdout.strip() + ("+changes" if diff.strip() else ""), diff
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return "", ""
 
 
 def machine() -> str:
@@ -157,8 +162,14 @@ def start_record(path: Path, script: str, command: list[str], settings: Mapping[
                  record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Create (or, on resume, extend) experiment.json with this run; returns the record."""
     record = dict(record or {"script": script, "settings": dict(settings), "created": _now()})
-    record.setdefault("runs", []).append({"command": command, "commit": _commit(), "machine": machine(),
-                                          "started": _now(), "ended": None, "wall_seconds": None, "exit": None})
+    runs = record.setdefault("runs", [])
+    commit, diff = _commit()
+    run = {"command": command, "commit": commit, "machine": machine(), "started": _now(), "ended": None,
+           "wall_seconds": None, "exit": None}
+    if diff:  # uncommitted changes: the run records them, so the code that ran can be rebuilt
+        run["patch"] = f"changes-run{len(runs) + 1}.patch"
+        write_atomic(path / run["patch"], diff)
+    runs.append(run)
     write_atomic(path / RECORD_FILE, json.dumps(record, indent=2, default=str))
     return record
 
