@@ -23,6 +23,9 @@ search_*   one per optuna/random search (kind "search"): each successful trial's
            variant as a categorical panel when it moved, colours by variant), best trial starred
 Table II   datasets x variants (ablation rows; default grid trials where no ablation ran)
 Table III  ablations, mean ± std over seeds with a paired test (via plots/tables.py)
+claims     a verdict on every claim (plots/claims.py, rules in plots/verdicts.py)
+others     comparisons (plots/tables.py), what_ran (plots/provenance.py, every run of every
+           experiment under --results), splits (plots/splits.py, from the datasets: --data-dir)
 =========  ==================================================================================
 
 Accuracy plotted: test Recall@20 / NDCG@20 at each trial's best *validation* Recall@20

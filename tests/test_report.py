@@ -72,3 +72,27 @@ def test_what_ran_lists_every_run_with_its_commit_and_patch(tmp_path):
     assert list(table["wall minutes"])[:2] == [4.3, 46.4] and table["started"][0] == "2026-11-29 03:06"
     md, _ = provenance.write_what_ran(tmp_path, tmp_path / "out")
     assert "| part-a | 3 | 2026-11-30 01:00 |  | running or killed | 0aa0aa0+changes | not recorded |" in md.read_text()
+
+
+def test_a_run_from_a_checkout_with_changes_saves_them_as_a_patch(tmp_path, monkeypatch):
+    import subprocess
+
+    from tune import store
+
+    diff = "diff --git a/kdiffe/model.py b/kdiffe/model.py\n-old\n+new\n"
+
+    def git(*args):
+        out = {"rev-parse": "abc1234\n", "diff": diff}[args[0]]
+        return subprocess.CompletedProcess(["git", *args], 0, out, "")
+
+    monkeypatch.setattr(store, "_git", git)
+    record = store.start_record(tmp_path, "tune/search.py", ["tune/search.py"], {"dataset": "x"})
+    record = store.start_record(tmp_path, "tune/search.py", ["tune/search.py", "--resume"], {}, record)
+    runs = json.loads((tmp_path / "experiment.json").read_text())["runs"]
+    assert [r["commit"] for r in runs] == ["abc1234+changes"] * 2
+    assert [r["patch"] for r in runs] == ["changes-run1.patch", "changes-run2.patch"]
+    assert (tmp_path / "changes-run2.patch").read_text() == diff
+    diff = ""  # a clean checkout: no patch, no "+changes"
+    store.start_record(tmp_path, "tune/search.py", ["tune/search.py", "--resume"], {}, record)
+    last = json.loads((tmp_path / "experiment.json").read_text())["runs"][-1]
+    assert last["commit"] == "abc1234" and "patch" not in last
