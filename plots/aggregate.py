@@ -122,13 +122,14 @@ def sweep_curves(best: pd.DataFrame, param: str, dataset: str, variant: str, met
 
 
 def grid_matrix(best: pd.DataFrame, param: str, dataset: str, variant: str, metric: str) -> pd.DataFrame:
-    """One sweep as a (value of ``param`` x seed) table of ``metric``: the configuration with the
-    most trials (as the claims judge it), only the seeds that ran at every value; empty when
-    there is no grid."""
+    """One sweep as a (value of ``param`` x seed) table of ``metric``, only the seeds that ran at
+    every value; empty when there is no grid. Of several configurations the claims judge the one
+    trained longest (most ``epochs``: grids re-run at the ablations' budget supersede the first
+    30-epoch ones), then the one with the most trials."""
     groups = config_groups(grid_trials(best, param, dataset, variant), param)
     if not groups:
         return pd.DataFrame()
-    trials = max(groups, key=len)
+    trials = max(groups, key=lambda g: (float(g["epochs"].max()) if "epochs" in g.columns else 0.0, len(g)))
     table = trials.pivot_table(index=param, columns="seed", values=metric, aggfunc="mean").sort_index()
     return table.dropna(axis=1)
 

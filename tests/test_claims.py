@@ -248,3 +248,15 @@ def test_the_lightgcn_model_and_kdiffes_lightgcn_variant_are_two_rows_and_two_cl
     gaps = np.array([0.110, 0.112, 0.114]) - np.array([0.105, 0.106, 0.109])
     assert f"p = {stats.ttest_rel(gaps, np.zeros(3)).pvalue:.3g}" in \
         claims.claims(frame).set_index("claim").loc["KDiffE > LightGCN on tiktok (Recall@20)", "ours"]
+
+
+def test_an_optimum_claim_judges_the_grid_trained_longest():
+    short = grid("M", [30, 80], [0, 1], lambda v, s: 0.10 + v / 1000 + (v * s) % 3 / 1e5, 50)  # 80 best
+    longer = [[dict(r, trial_id=r["trial_id"] + "-60", epochs=60, seed=r["seed"] + 600,
+                    **{"test_recall@20": 0.11 - abs(r["M"] - 50) / 1000 + (r["M"] * r["seed"]) % 3 / 1e5})
+               for r in rows] for rows in short]  # re-run at 60 epochs on seeds of its own: 50 best
+    best = aggregate.best_evaluations(frame_of(short + longer))
+    table = aggregate.grid_matrix(best, "M", "tiktok", "kdiffe", "test_recall@20")
+    assert list(table.columns) == [600, 601]
+    (m,) = [r for r in claims.optimum_claims(best) if r["claim"].startswith("Figure 6: M")]
+    assert m["ours"].startswith("best at 50 ")

@@ -343,11 +343,12 @@ def test_reproduce_plans_runs_resumes_and_renders(ray_session, tmp_path, capsys)
     def states(out):  # the status column of each part's line (never a word of a path)
         return [line.split()[1] for line in out.splitlines() if line.startswith("synthetic-")]
 
-    assert "synthetic-grid-unguided" in plan and "trial-epochs" in plan and set(states(plan)) == {"new"}
+    assert "synthetic-figure5-unguided" in plan and "trial-epochs" in plan and set(states(plan)) == {"new"}
+    assert "--seeds 900 " in plan  # Figure 9's seeds, against whose q grid it is paired
     assert not any(tmp_path.iterdir())  # a dry run runs nothing
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert (tmp_path / "synthetic-grid-unguided" / "results.csv").exists()
+    assert (tmp_path / "synthetic-figure5-unguided" / "results.csv").exists()
     ablation = pd.concat(pd.read_csv(p) for p in tmp_path.glob("synthetic-ablation-*/results.csv"))
     assert set(ablation["variant"]) == {"kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "lightgcn_s"}
     assert set(ablation["seed"]) == {0, 1} and (tmp_path / "figures" / "table_iii.md").exists()
@@ -386,14 +387,15 @@ def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path,
                  "tiktok", "sports", "--data-dir",
                  str(datasets_dir), "--storage", str(tmp_path), "--dry-run"]) == 0
     plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
-    grids = [name for name in plan if "-grid-" in name]
-    assert grids == ["tiktok-grid-q", "tiktok-grid-M-R", "tiktok-grid-xi-t", "tiktok-grid-tau-theta1"]  # not Baby's
-    assert "--params M,R " in plan["tiktok-grid-M-R"] and "--seeds 0,1,2 " in plan["tiktok-grid-q"]
+    grids = [name for name in plan if "-figure" in name]
+    assert grids == ["tiktok-figure9-q", "tiktok-figure6-M-R", "tiktok-figure7-xi-t", "tiktok-figure8-tau-theta1"]
+    assert "--params M,R " in plan["tiktok-figure6-M-R"] and "--seeds 600,601,602 " in plan["tiktok-figure6-M-R"]
+    assert "--seeds 900,901,902 " in plan["tiktok-figure9-q"] and "--epochs 60" in plan["tiktok-figure9-q"]
     assert "--variants kdiffe,no_s,unguided " in plan["tiktok-ablation-theta2-4e-05"]
     # no_cl at its own theta2, which LightGCN + S shares: a part of its own, named apart
     assert "--variants no_cl " in plan["tiktok-ablation-theta2-1e-05-no_cl"]
     assert "--variants lightgcn_s " in plan["tiktok-ablation-theta2-1e-05"]
-    assert "--epochs 60" in plan["tiktok-ablation-theta2-4e-05"] and "--epochs 30" in plan["tiktok-grid-q"]
+    assert "--epochs 60" in plan["tiktok-ablation-theta2-4e-05"]
     assert "--epochs 150 --set patience=20" in plan["tiktok-ablation-theta2-2e-05"]  # LightGCN peaks later
     assert "--set kg=file" in plan["baby-ablation-kg-file"]  # KDiffE on Baby's own (degenerate) kg.txt
     assert "sports-ablation-kg-file" not in plan and "--variants lightgcn_s" in plan["sports-ablation-theta2-1e-05"]
@@ -403,6 +405,10 @@ def test_reproduce_plans_what_each_real_dataset_supports(datasets_dir, tmp_path,
     resplits = [name for name in plan if "-resplit-" in name]
     assert {n.split("-theta2")[0] for n in resplits} == {"tiktok-resplit-1-one", "tiktok-resplit-2-one"}  # TikTok only
     assert "--set resplit=2 --set resplit_holdout=one " in plan["tiktok-resplit-2-one-theta2-4e-05"]
+    assert main(["--datasets", "tiktok", "--parts", "grid", "--grid-design", "shared", "--grid-params", "q",
+                 "--data-dir", str(datasets_dir), "--storage", str(tmp_path), "--dry-run"]) == 0
+    (shared,) = [line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line]
+    assert shared.startswith("tiktok-grid-q ") and "--seeds 0,1,2 " in shared and "--epochs 30" in shared
     assert main(["--datasets", "tiktok", "--parts", "resplit", "--resplits", "1", "--resplit-holdout", "shares",
                  "--data-dir", str(datasets_dir), "--storage", str(tmp_path), "--dry-run"]) == 0
     shares = [line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line]

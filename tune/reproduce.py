@@ -2,7 +2,7 @@
 
     python tune/reproduce.py --dry-run                       # the plan, its trial-epochs and time
     python tune/reproduce.py                                 # run every part, then draw everything
-    python tune/reproduce.py --parts grids --datasets tiktok --seeds 0-2
+    python tune/reproduce.py --parts grid --datasets tiktok --seeds 0-2
     python tune/reproduce.py --render-only                   # redraw from what is stored
 
 Each part is one experiment of ``tune/search.py``, ``ablations/run.py`` or ``tune/scalability.py``
@@ -12,8 +12,11 @@ cleanly is skipped; an interrupted or failed one is resumed (``--resume``). At t
 
 Parts (per dataset; datasets without item features run only what needs none):
   grid          one-factor grids of Figures 6-9 (M, R, xi, t, tau, theta1, q), KDiffE, one experiment
-                per figure (<dataset>-grid-q, -grid-M-R, -grid-xi-t, -grid-tau-theta1; --grid-params)
-  grid-unguided Figure 5's q grid for the unguided variant
+                per figure, each on seeds of its own (--grid-design figures: <dataset>-figure9-q,
+                -figure6-M-R, -figure7-xi-t, -figure8-tau-theta1, seeds --seeds + 100 x N, at most 60
+                epochs with patience; --grid-design shared: <dataset>-grid-q, ... on --seeds, 30
+                epochs, the first runs; --grid-params)
+  grid-unguided Figure 5's q grid for the unguided variant, on Figure 9's seeds (<dataset>-figure5-unguided)
   ablation      Table III (kdiffe, no_s, unguided, no_cl) and Table II's baselines (lightgcn,
                 lightgcn_s), each at its validation-chosen theta2; a dataset without item features
                 runs the baselines, and KDiffE on its kg.txt (kg=file) when it has one
@@ -59,7 +62,15 @@ PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search"
 #: Options that choose where and how many trials run, passed on to every part's script.
 RESOURCE_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address")
 #: The grid part, one experiment per figure: q first (with the unguided q grid it makes Figure 5).
-GRID_GROUPS = tuple(FIGURES[n].params for n in (9, 6, 7, 8))
+GRID_FIGURES = (9, 6, 7, 8)
+GRID_GROUPS = tuple(FIGURES[n].params for n in GRID_FIGURES)
+#: --grid-design figures: Figure N's grid (all its points, its default point included) runs seeds
+#: --seeds + 100 N, so the figures are independent draws; Figure 5's unguided q grid takes Figure
+#: 9's seeds, against which it is paired. "shared": every grid on --seeds (the first runs).
+GRID_DESIGNS = ("figures", "shared")
+FIGURE_SEED_STRIDE = 100
+#: Grid epochs by design: the ablations' budget (patience 10 stops earlier) for "figures", 30 for "shared".
+GRID_EPOCHS = {"figures": 60, "shared": 30}
 #: What each searched variant may move in the "search" part.
 SEARCH_PARAMS = {"kdiffe": SWEEP_PARAMS + TRAINING_PARAMS, "lightgcn": TRAINING_PARAMS}
 SEARCH_SEED = 0
@@ -116,34 +127,45 @@ def plan(args: argparse.Namespace) -> list[Part]:
         return ["--data-dir", args.data_dir, "--epochs", str(epochs), *extra,
                 *[x for s in args.set for x in ("--set", s)]]
 
-    common = run_args(args.epochs)  # grids
+    grid_epochs = args.epochs or GRID_EPOCHS[args.grid_design]
+    common = run_args(grid_epochs)  # grids
     long = run_args(args.ablation_epochs)  # ablations and searches
+
+    def grid_name(dataset: str, figure: int, what: str) -> tuple[str, str]:
+        """The part name and seeds of one figure's grid under --grid-design."""
+        if args.grid_design == "shared":
+            return f"{dataset}-grid-{what}", ",".join(map(str, args.seeds))
+        offset = FIGURE_SEED_STRIDE * figure
+        return f"{dataset}-figure{figure}-{what}", ",".join(str(s + offset) for s in args.seeds)
 
     def training(variants: list[str]) -> tuple[list[str], int]:
         """Ablation and re-run trials: KDiffE's at most --ablation-epochs, the baselines' longer."""
         if all(v in BASELINES for v in variants):
             return run_args(args.baseline_epochs, "--set", f"patience={BASELINE_PATIENCE}"), args.baseline_epochs
         return long, args.ablation_epochs
-    seeds = ",".join(map(str, args.seeds))
     for dataset in args.datasets:
         rich, kg_file = capabilities(dataset, args.data_dir)
         scale = SCALE.get(dataset, 1.0)
         kd = [v for v in ("kdiffe", "no_s", "unguided", "no_cl") if rich]
         if "grid" in args.parts and rich:
-            for params in GRID_GROUPS:
+            for figure, params in zip(GRID_FIGURES, GRID_GROUPS):
                 if not set(params) & set(args.grid_params):
                     continue
+                name, grid_seeds = grid_name(dataset, figure, "-".join(params))
                 n = (1 + sum(len(PAPER_GRIDS[p]) - 1 for p in params)) * len(args.seeds)
-                parts.append(Part(f"{dataset}-grid-{'-'.join(params)}", "search",
+                parts.append(Part(name, "search",
                                   ["--dataset", dataset, "--mode", "grid", "--params", ",".join(params), "--seeds",
-                                   seeds, "--set", f"theta2={THETA2['kdiffe']}", *common],
-                                  n * args.epochs, n * args.epochs * SECONDS_PER_EPOCH["kdiffe"] * scale))
+                                   grid_seeds, "--set", f"theta2={THETA2['kdiffe']}", *common],
+                                  n * grid_epochs, n * grid_epochs * SECONDS_PER_EPOCH["kdiffe"] * scale))
         if "grid-unguided" in args.parts and rich and "q" in args.grid_params:
             n = len(PAPER_GRIDS["q"]) * len(args.seeds)
-            parts.append(Part(f"{dataset}-grid-unguided", "search",
+            name, grid_seeds = grid_name(dataset, 9, "unguided")  # paired with Figure 9's q grid
+            if args.grid_design == "figures":
+                name = f"{dataset}-figure5-unguided"
+            parts.append(Part(name, "search",
                               ["--dataset", dataset, "--mode", "grid", "--params", "q", "--variant", "unguided",
-                               "--seeds", seeds, "--set", f"theta2={THETA2['unguided']}", *common],
-                              n * args.epochs, n * args.epochs * SECONDS_PER_EPOCH["unguided"] * scale))
+                               "--seeds", grid_seeds, "--set", f"theta2={THETA2['unguided']}", *common],
+                              n * grid_epochs, n * grid_epochs * SECONDS_PER_EPOCH["unguided"] * scale))
         groups: dict[tuple[float, bool], list[str]] = {}  # (theta2, baselines?) -> variants, one part each
         for variant in [*kd, "lightgcn", "lightgcn_s"]:
             groups.setdefault((THETA2[variant], variant in BASELINES), []).append(variant)
@@ -284,7 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--search-datasets", nargs="+", default=["tiktok"],
                         help="datasets searched in the search part (default tiktok)")
     parser.add_argument("--resplit-datasets", nargs="+", default=["tiktok"], help="datasets re-split (default tiktok)")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs of grid trials (default 30)")
+    parser.add_argument("--grid-design", choices=GRID_DESIGNS, default="figures",
+                        help="figures (default): each figure's grid on seeds of its own (--seeds + 100 x the "
+                             "figure's number), parts <dataset>-figureN-...; shared: every grid on --seeds, "
+                             "parts <dataset>-grid-... (the first runs, 30 epochs)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="most epochs of grid trials (default 60 for --grid-design figures, the ablations' "
+                             "budget, which patience stops earlier; 30 for shared)")
     parser.add_argument("--ablation-epochs", type=int, default=60,
                         help="most epochs of ablation, re-split, search and re-run trials (default 60; they stop "
                              "earlier after `patience` evaluations without a better validation score)")
