@@ -20,6 +20,7 @@ from kdiffe.catalog import MODELS
 from kdiffe.paper import (PAPER_TABLE_II, PAPER_TABLE_III, PUBLISHED_SOURCES, PUBLISHED_TABLE_II,  # noqa: F401
                           MODEL_NAMES, VARIANT_NAMES, VARIANT_ORDER)
 from kdiffe.results import CONFIG_COLUMNS, SELECTION_METRIC, best_rows, is_rerun  # the one definition
+from plots import verdicts
 
 METRICS = ("test_recall@20", "test_ndcg@20")
 
@@ -369,8 +370,6 @@ def comparison_table(frame: pd.DataFrame, metric: str = SELECTION_METRIC) -> pd.
     :data:`COMPARISONS` on every data split, and each search's best configuration re-run against
     the suite's run of the same model (the paper's defaults, or the validation-chosen θ2), by the
     difference rule of plots/verdicts.py (95 % CI over shared seeds, two-sided p)."""
-    from plots import verdicts
-
     reruns = frame["experiment"].map(is_rerun).astype(bool)
     suite = best_rows(frame[~reruns & (frame["kind"] == "ablation")], metric)
     suite = suite.assign(data=data_label(suite), variant=entries(suite))

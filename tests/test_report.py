@@ -96,3 +96,32 @@ def test_a_run_from_a_checkout_with_changes_saves_them_as_a_patch(tmp_path, monk
     store.start_record(tmp_path, "tune/search.py", ["tune/search.py", "--resume"], {}, record)
     last = json.loads((tmp_path / "experiment.json").read_text())["runs"][-1]
     assert last["commit"] == "abc1234" and "patch" not in last
+
+
+def test_plots_modules_import_each_other_without_a_cycle():
+    import ast
+
+    modules = {p.stem: p for p in (ROOT / "plots").glob("*.py") if p.stem != "__init__"}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "plots":
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("plots."):
+                deps.add(node.module.split(".")[1])
+        graph[name] = deps & set(modules)
+    assert "figures" not in set().union(*graph.values())  # the render command: nothing imports it
+    assert not any("matplotlib" in modules[m].read_text() for m in ("aggregate", "panels", "claims", "verdicts", "tables"))
+    seen, done = set(), set()
+
+    def visit(node, path):
+        assert node not in path, f"import cycle: {' -> '.join(path + [node])}"
+        if node in done:
+            return
+        for dep in graph[node]:
+            visit(dep, path + [node])
+        done.add(node)
+
+    for name in graph:
+        visit(name, [])
