@@ -1,4 +1,10 @@
-"""Command line: ``python -m kdiffe train|attention ...``; user mistakes exit 2 with one line."""
+"""Command line: ``python -m kdiffe train|recommend|export|attention ...``; user mistakes exit 2 with one line.
+
+    python -m kdiffe train --dataset tiktok --out runs/kdiffe          # train, save the best model there
+    python -m kdiffe train --from results/tiktok-search-kdiffe --seed 1  # re-train a search's best
+    python -m kdiffe recommend --model runs/kdiffe --users 0,5 --k 20  # top-k, training items excluded
+    python -m kdiffe export --checkpoint results/<experiment>/trials/<trial>/state --out runs/best
+"""
 
 from __future__ import annotations
 
@@ -38,7 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model selection split; 'test' is the authors' (optimistic) protocol")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="any Config field, e.g. --set xi=0.7 --set M=50 (repeatable)")
-    tr.add_argument("--out", default=None, help="write the JSON summary here")
+    tr.add_argument("--out", default=None,
+                    help="folder for the run: summary.json and the saved model of its best validation "
+                         "evaluation (kdiffe/serving.py); a path ending in .json writes the summary alone")
+    tr.add_argument("--from", dest="source", default=None, metavar="PATH",
+                    help="start from a found configuration: a best.json, an experiment folder holding one, or a "
+                         "saved model folder; the options given here override it")
+    rc = sub.add_parser("recommend", help="top-k items of users from a saved model")
+    rc.add_argument("--model", required=True, help="a saved model folder (train --out, or export)")
+    rc.add_argument("--users", required=True, help="comma-separated user ids, e.g. 0,5")
+    rc.add_argument("--k", type=int, default=20)
+    rc.add_argument("--data-dir", default=None,
+                    help="folder of datasets, to exclude each user's training items (default: the model's, "
+                         "$KDIFFE_DATA_DIR, else ./data)")
+    ex = sub.add_parser("export", help="a trainer checkpoint as a saved model folder (embeddings as .npy)")
+    ex.add_argument("--checkpoint", required=True, help="a folder holding trainer.pt (a trial's state folder)")
+    ex.add_argument("--out", required=True, help="the saved model folder to write")
     at = sub.add_parser("attention", help="build the attention matrix S and print statistics")
     _common(at)
     at.add_argument("--M", type=int, default=50, help="walk length")
@@ -47,24 +68,81 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
+def _given(argv: Sequence[str], *flags: str) -> bool:
+    return any(a == f or a.startswith(f + "=") for a in argv for f in flags)
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .results import found_config
     from .trainer import train
 
-    values = {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed, "model": args.model,
-              "device": args.device, "select_on": args.select_on}
+    values: dict = found_config(args.source) if args.source else {}
+    # options given on the command line override a found configuration; their defaults do not
+    for flag, key, value in (("--dataset", "dataset", args.dataset), ("--data-dir", "data_dir", args.data_dir),
+                             ("--seed", "seed", args.seed), ("--model", "model", args.model),
+                             ("--device", "device", args.device), ("--select-on", "select_on", args.select_on)):
+        if not args.source or _given(argv, flag):
+            values[key] = value
     if args.variant is not None:
         values["variant"] = args.variant
     if args.epochs is not None:
         values["epochs"] = args.epochs
     values.update(parse_overrides(args.overrides))
     config = from_dict(values)
-    summary = train(config, out=args.out)
+    summary_file = model_dir = None
+    if args.out:
+        summary_file = args.out if args.out.endswith(".json") else f"{args.out}/summary.json"
+        model_dir = None if args.out.endswith(".json") else args.out
+    summary = train(config, out=summary_file, model_dir=model_dir)
     test = summary["test"]
     print(f"best epoch {summary['best_epoch']} (selected on {summary['selected_on']}): "
           f"test recall@20 {test.get('recall@20', float('nan')):.4f} ndcg@20 {test.get('ndcg@20', float('nan')):.4f}; "
           f"{summary['seconds_per_epoch']:.2f} s/epoch")
-    if args.out:
-        print(f"summary written to {args.out}")
+    if summary_file:
+        print(f"summary written to {summary_file}")
+    if model_dir:
+        print(f"model saved to {model_dir}: python -m kdiffe recommend --model {model_dir} --users 0 --k 20")
+    return 0
+
+
+def _users(text: str) -> list[int]:
+    try:
+        users = [int(u) for u in text.split(",") if u.strip()]
+    except ValueError:
+        raise ConfigError(f"--users {text!r}: expected comma-separated user ids, e.g. 0,5") from None
+    if not users:
+        raise ConfigError("--users: give at least one user id")
+    return users
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from .serving import ModelError, load_model, recommend
+
+    model = load_model(args.model)
+    users = _users(args.users)
+    from .trainer import dataset_for
+
+    config = model.config
+    values = {k: v for k, v in config.items() if k != "cache_dir"}
+    if args.data_dir:
+        values["data_dir"] = args.data_dir
+    ds = dataset_for(from_dict(values))  # the interactions the model was trained on, split as then
+    if (ds.n_users, ds.n_items) != (model.n_users, model.n_items):
+        raise ModelError(f"--model {args.model}: {model.n_users} users x {model.n_items} items, but dataset "
+                         f"{ds.name} has {ds.n_users} x {ds.n_items}")
+    items, scores = recommend(model, users, args.k, exclude=ds.train)
+    print(f"top-{args.k} of {len(users)} user(s) from {args.model} ({config.get('model', 'kdiffe')} on {ds.name}; "
+          "training items excluded)")
+    for user, row, row_scores in zip(users, items, scores):
+        print(f"user {user}: " + " ".join(f"{i}({s:.3f})" for i, s in zip(row, row_scores)))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .serving import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out)
+    print(f"model saved to {out} (user_embeddings.npy, item_embeddings.npy, model.json)")
     return 0
 
 
@@ -88,9 +166,12 @@ def _attention(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return _train(args) if args.command == "train" else _attention(args)
+        if args.command == "train":
+            return _train(args, argv)
+        return {"recommend": _recommend, "export": _export, "attention": _attention}[args.command](args)
     except UserError as exc:
         return report(exc)
     except KeyboardInterrupt:

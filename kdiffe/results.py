@@ -75,6 +75,10 @@ def method(config: Mapping[str, Any]) -> Any:
     model = config.get("model") or FIELDS["model"].default
     return config.get("variant") if model == FIELDS["model"].default else model
 
+#: Identity columns read as text whatever they look like: a trial id of hex digits such as
+#: "0012345678" or "8e12345678" would otherwise come back as a number.
+TEXT_DTYPES = {name: str for name in ID_COLUMNS}
+
 #: What each figure or table needs beyond the identity columns.
 REQUIRED = ("experiment", "kind", "trial_id", "dataset", "variant", "seed", "sweep", "status", "epoch",
             "seconds_per_epoch", "val_recall@20", "val_ndcg@20", "test_recall@20", "test_ndcg@20") + SWEEP_PARAMS
@@ -136,7 +140,7 @@ def read_results(path: str | os.PathLike, required: Iterable[str] = REQUIRED):
         raise SchemaError(f"{path}: cannot open ({exc.strerror or exc})") from None
     with handle:
         try:
-            frame = pd.read_csv(handle)
+            frame = pd.read_csv(handle, dtype=TEXT_DTYPES)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise SchemaError(f"{path}: not a readable CSV ({exc})") from None
         except OSError as exc:
@@ -270,3 +274,42 @@ def _plain(name: str, value: Any) -> Any:
         if name in INT_COLUMNS and value.is_integer():
             return int(value)
     return value
+
+
+def row_config(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The Config values of one results row (or best.json's ``best``): every Config column that
+    holds a value, the ``variant`` column read back as the model's name where it is one."""
+    values = {name: row[name] for name in ("dataset", "seed", *CONFIG_COLUMNS) if name in row}
+    values = {k: v for k, v in values.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    model = values.get("model") or FIELDS["model"].default
+    if model == FIELDS["model"].default and row.get("variant") not in (None, ""):
+        values["variant"] = row["variant"]
+    return values
+
+
+def found_config(source: str | os.PathLike) -> dict[str, Any]:
+    """The configuration at ``source``: a best.json, an experiment folder holding one, or a saved
+    model folder (model.json, :mod:`kdiffe.serving`); checked by building a Config from it."""
+    import json
+    from pathlib import Path
+
+    path = Path(source)
+    for candidate in (path, path / BEST_FILE, path / "model.json"):
+        if candidate.is_file():
+            path = candidate
+            break
+    else:
+        raise UserError(f"--from {source}: no best.json or model.json there (an experiment folder, its best.json, "
+                        "or a saved model folder)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--from {path}: unreadable ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("best"), dict):  # best.json
+        values = row_config(data["best"])
+    elif isinstance(data, dict) and isinstance(data.get("config"), dict):  # model.json
+        values = {k: v for k, v in data["config"].items() if k in FIELDS and k not in ("data_dir", "cache_dir")}
+    else:
+        raise UserError(f"--from {path}: holds no configuration (no 'best' row, no 'config')")
+    from_dict(values)  # an impossible or unknown value is named now
+    return values

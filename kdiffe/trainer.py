@@ -161,6 +161,8 @@ class Trainer:
         self._evaluators: dict[str, Evaluator] = {}
         self.epoch = 0
         self.history = History()
+        #: the (users, items) embeddings of the best evaluation, on the CPU: what a saved model serves
+        self.best_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def kg_entities(self) -> int:
@@ -270,6 +272,7 @@ class Trainer:
             improved = hist.best is None or row[self.selection_key] > hist.best[self.selection_key]
             if improved:
                 hist.best, hist.bad_evaluations = row, 0
+                self.keep_best_embeddings()
             else:
                 hist.bad_evaluations += 1
             self.log(f"epoch {self.epoch:3d}  loss {stats['bpr_loss']:.4f}  "
@@ -306,6 +309,25 @@ class Trainer:
             "history": hist.evaluations,
         }
 
+    @torch.no_grad()
+    def keep_best_embeddings(self) -> None:
+        """Copy the model's final embeddings (in eval mode, as evaluated) to the CPU as the best."""
+        self.model.eval()
+        users, items = self.model.embeddings()
+        self.best_embeddings = (users.detach().to("cpu", torch.float32, copy=True),
+                                items.detach().to("cpu", torch.float32, copy=True))
+
+    def save_model(self, folder: str | Path) -> Path:
+        """The best evaluation's embeddings and what produced them as a saved model folder
+        (:mod:`kdiffe.serving`: .npy and JSON, nothing pickled)."""
+        from .serving import ModelError, save_model
+
+        if self.best_embeddings is None:
+            raise ModelError("no evaluation yet: nothing to save (train at least one epoch)")
+        users, items = self.best_embeddings
+        return save_model(folder, users.numpy(), items.numpy(), self.config.to_dict(), self.history.best or {},
+                          self.dataset.name)
+
     # checkpoints --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything to resume exactly, as tensors and plain Python values only (see :func:`plain`)."""
@@ -324,6 +346,9 @@ class Trainer:
             "config": self.config.to_dict(),
             "extra": self.model.extra_state(),
         }
+        if self.best_embeddings is not None:
+            state["best_embeddings"] = {"users": self.best_embeddings[0], "items": self.best_embeddings[1],
+                                        "dataset": self.dataset.name}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return plain(state)
@@ -347,6 +372,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        best = state.get("best_embeddings")
+        self.best_embeddings = None if best is None else (best["users"], best["items"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
@@ -376,11 +403,16 @@ class Trainer:
 
 
 def train(config: Config, report: Report | None = None, *, dataset: Dataset | None = None,
-          log: Callable[[str], None] = print, out: str | Path | None = None) -> dict[str, Any]:
-    """Train one run; ``report(metrics)`` is called after every evaluation. Returns the summary."""
-    summary = Trainer(config, dataset, log).run(report)
+          log: Callable[[str], None] = print, out: str | Path | None = None,
+          model_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train one run; ``report(metrics)`` is called after every evaluation. Returns the summary,
+    also written to ``out`` (JSON); ``model_dir`` receives the saved model (:mod:`kdiffe.serving`)."""
+    trainer = Trainer(config, dataset, log)
+    summary = trainer.run(report)
     if out is not None:
         write_summary(summary, out)
+    if model_dir is not None:
+        trainer.save_model(model_dir)
     return summary
 
 

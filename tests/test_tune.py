@@ -241,6 +241,10 @@ def test_grid_experiment_covers_exactly_the_grid(ray_session, tmp_path, capsys):
     assert frame["seconds_per_epoch"].gt(0).all() and frame["wall_time"].gt(0).all()
     best = json.loads((tmp_path / "grid" / "best.json").read_text())
     assert best["best"]["val_recall@20"] == frame["val_recall@20"].max() and best["trials"] == 6
+    from kdiffe.serving import export_checkpoint, load_model  # every trial keeps its best model
+    trial = best["best"]["trial_id"]
+    served = load_model(export_checkpoint(tmp_path / "grid" / "trials" / trial / "state", tmp_path / "served"))
+    assert served.evaluation["val_recall@20"] == best["best"]["val_recall@20"] and served.n_users == 120
     record = json.loads((tmp_path / "grid" / "experiment.json").read_text())
     assert record["settings"]["epochs"] == 1 and record["runs"][0]["exit"] == 0
     assert record["runs"][0]["wall_seconds"] > 0 and record["runs"][0]["command"][0] == "tune/search.py"

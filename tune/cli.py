@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
-from kdiffe.config import MAX_SEED, ConfigError, from_dict, parse_overrides
+from kdiffe.config import FIELDS, MAX_SEED, ConfigError, from_dict, parse_overrides
 from kdiffe.data import available_datasets, load_dataset, resolve_data_dir
 from kdiffe.errors import EXIT_USAGE, UserError, report
 from kdiffe.memory import check_dataset_memory
@@ -113,6 +113,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=non_negative(int), default=None, help="epochs per trial")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="fixed kdiffe.Config value for every trial (repeatable)")
+    parser.add_argument("--from", dest="source", default=None, metavar="PATH",
+                        help="every trial starts from a found configuration (a best.json, an experiment folder "
+                             "holding one, a saved model folder): its model and settings, under --set and what "
+                             "the experiment moves; not its dataset or seed")
     parser.add_argument("--cpus-per-trial", type=non_negative(float), default=None,
                         help="CPU threads per trial (default: up to 4, as many trials as the CPUs hold)")
     parser.add_argument("--gpus-per-trial", type=non_negative(float), default=0.0,
@@ -179,12 +183,26 @@ class Script:
     fixed: tuple[tuple[str, str], ...] = ()  #: Config fields the script sets itself -> its option
 
 
+#: What --from never carries over: where and on what a run happens, which the experiment decides.
+FROM_KEPT = ("dataset", "seed", "data_dir", "cache_dir", "device", "epochs")
+
+
 def base_values(args: argparse.Namespace, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """Config values shared by every trial: the script's defaults, ``--set`` values, ``--epochs``;
     data_dir and cache_dir made absolute (Tune changes each trial's working directory)."""
     from kdiffe.attention import default_cache_dir
 
-    values: dict[str, Any] = {"device": "auto", **defaults, **parse_overrides(args.overrides)}
+    found: dict[str, Any] = {}
+    if getattr(args, "source", None):
+        from kdiffe.results import found_config
+
+        found = {k: v for k, v in found_config(args.source).items() if k not in FROM_KEPT}
+        for key in ("model", "variant"):
+            theirs, ours = found.get(key, FIELDS[key].default), defaults.get(key)
+            if ours is not None and theirs != ours:
+                raise ConfigError(f"--from {args.source}: its {key} is {theirs}, this experiment's {ours}; "
+                                  f"pass --{key} {theirs}")
+    values: dict[str, Any] = {"device": "auto", **defaults, **found, **parse_overrides(args.overrides)}
     if args.epochs is not None:
         values["epochs"] = args.epochs
     values["data_dir"] = str(resolve_data_dir(args.data_dir or values.get("data_dir")))

@@ -44,7 +44,8 @@ from typing import Any, Iterable, Mapping
 
 from kdiffe.errors import UserError
 from kdiffe.files import write_atomic  # noqa: F401  (re-exported: tune's one atomic writer)
-from kdiffe.results import BEST_FILE, COLUMNS, RECORD_FILE, RESULTS_FILE, best_evaluation, with_config_defaults
+from kdiffe.results import (BEST_FILE, COLUMNS, RECORD_FILE, RESULTS_FILE, TEXT_DTYPES, best_evaluation,
+                            with_config_defaults)
 TRIALS = "trials"
 RAY_FOLDER = "ray"  #: Ray Tune's own files, one folder per run; never read back
 
@@ -102,7 +103,7 @@ def read_frame(path: Path) -> Any:
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=list(COLUMNS))
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype=TEXT_DTYPES)
     except pd.errors.EmptyDataError:
         return pd.DataFrame(columns=list(COLUMNS))
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
