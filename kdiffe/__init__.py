@@ -7,9 +7,13 @@ Modules follow the paper: :mod:`~kdiffe.attention` (S, Eq. 5), :mod:`~kdiffe.pro
 :mod:`~kdiffe.trainer`. ``kdiffe.train(config, report=callback)`` runs one trial.
 """
 
-from .config import VARIANTS, Config, ConfigError, from_dict, parse_overrides
-from .data import Dataset, DatasetError, load_dataset, make_synthetic
-from .trainer import Trainer, train
+from .threads import passive_wait
+
+passive_wait()  # before torch loads: OpenMP threads sleep rather than spin on a shared machine
+
+from .config import VARIANTS, Config, ConfigError, from_dict, parse_overrides  # noqa: E402
+from .data import Dataset, DatasetError, load_dataset, make_synthetic  # noqa: E402
+from .trainer import Trainer, train  # noqa: E402
 
 __all__ = ["Config", "ConfigError", "Dataset", "DatasetError", "Trainer", "VARIANTS", "from_dict",
            "load_dataset", "make_synthetic", "parse_overrides", "train"]

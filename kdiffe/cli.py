@@ -21,6 +21,7 @@ from .catalog import MODELS
 from .data import load_dataset
 from .errors import UserError, report
 from .memory import check_dataset_memory
+from .threads import set_threads
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="folder under the data dir (tiktok, baby, sports, your own) or 'synthetic'")
     parser.add_argument("--data-dir", default=None, help="folder of datasets (default: $KDIFFE_DATA_DIR, else ./data)")
     parser.add_argument("--seed", type=int, default=2024)
+    _threads(parser)
+
+
+def _threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: the cores not already busy, kdiffe/threads.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="a trainer checkpoint as a saved model folder (embeddings as .npy)")
     ex.add_argument("--checkpoint", required=True, help="a folder holding trainer.pt (a trial's state folder)")
     ex.add_argument("--out", required=True, help="the saved model folder to write")
+    _threads(rc)
+    _threads(ex)
     at = sub.add_parser("attention", help="build the attention matrix S and print statistics")
     _common(at)
     at.add_argument("--M", type=int, default=50, help="walk length")
@@ -168,7 +177,11 @@ def _attention(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    import torch
+
+    previous = torch.get_num_threads()  # restored on return: main() may run inside another program
     try:
+        set_threads(args.threads)
         if args.command == "train":
             return _train(args, argv)
         return {"recommend": _recommend, "export": _export, "attention": _attention}[args.command](args)
@@ -177,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        torch.set_num_threads(previous)
 
 
 if __name__ == "__main__":

@@ -138,3 +138,21 @@ def test_an_experiment_from_a_found_configuration_keeps_its_own_dataset_seed_and
     assert values["dataset"] == "synthetic" and values["epochs"] == 20 and "seed" not in values
     with pytest.raises(ConfigError, match="its model is kdiffe, this experiment's lightgcn; pass --model kdiffe"):
         base_values(args, {"dataset": "synthetic", "model": "lightgcn"})
+
+
+def test_threads_default_to_the_idle_cores_and_openmp_waits_passively():
+    import os
+
+    from kdiffe import threads
+
+    assert os.environ.get("OMP_WAIT_POLICY") is not None  # set (or chosen) before torch loaded
+    assert threads.default_threads(cores=2, load=0.0) == 2
+    assert threads.default_threads(cores=2, load=1.2) == 1  # one core already busy
+    assert threads.default_threads(cores=16, load=40.0) == 1
+    assert threads.default_threads(cores=8, load=2.4) == 6
+    before = torch.get_num_threads()
+    try:
+        assert threads.set_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert cli.main(["attention", "--dataset", "synthetic", "--threads", "-1"]) == 2

@@ -38,7 +38,7 @@ from .store import (RECORD_FILE, ExperimentError, assemble, check_storage, disk_
 from .trainable import resolve_trial_config
 
 #: Options that may change on --resume: they decide where and how fast trials run, not what they compute.
-RESOURCE_OPTIONS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "address", "verbose")
+RESOURCE_OPTIONS = ("cpus_per_trial", "threads", "gpus_per_trial", "max_concurrent", "max_failures", "address", "verbose")
 #: Options that name the experiment rather than describe it.
 LOCATION_OPTIONS = ("storage", "name", "resume")
 
@@ -119,6 +119,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "the experiment moves; not its dataset or seed")
     parser.add_argument("--cpus-per-trial", type=non_negative(float), default=None,
                         help="CPU threads per trial (default: up to 4, as many trials as the CPUs hold)")
+    parser.add_argument("--threads", type=positive(int), default=None,
+                        help="torch CPU threads of each trial (default: the CPUs the trial was given)")
     parser.add_argument("--gpus-per-trial", type=non_negative(float), default=0.0,
                         help="fraction of a GPU per trial, e.g. 0.25 packs four trials on one GPU")
     parser.add_argument("--max-concurrent", type=positive(int), default=None,
@@ -381,7 +383,7 @@ def _main(script: Script, argv: list[str]) -> int:
         validate_configs(plan.candidates)
         exp = Experiment(name=name, storage=storage, kind=plan.kind, total=plan.total, params=plan.params,
                          param_space={**plan.param_space, "experiment": name, "kind": plan.kind,
-                                      "results_dir": str(path)},
+                                      "results_dir": str(path), "threads": args.threads},
                          cells=plan.cells, metric=plan.metric, num_samples=plan.num_samples, search=plan.search,
                          scheduler=plan.scheduler, max_t=evaluations(base["epochs"], base.get("eval_every", 1)),
                          seed=plan.seed, grace_period=plan.grace_period,

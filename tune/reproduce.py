@@ -60,7 +60,7 @@ from tune.store import RECORD_FILE  # noqa: E402
 
 PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search", "baselines")
 #: Options that choose where and how many trials run, passed on to every part's script.
-RESOURCE_FLAGS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "address")
+RESOURCE_FLAGS = ("cpus_per_trial", "threads", "gpus_per_trial", "max_concurrent", "address")
 #: The grid part, one experiment per figure: q first (with the unguided q grid it makes Figure 5).
 GRID_FIGURES = (9, 6, 7, 8)
 GRID_GROUPS = tuple(FIGURES[n].params for n in GRID_FIGURES)
@@ -327,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--storage", default="docs/results", help="folder of every part and of figures/ (default docs/results)")
     parser.add_argument("--cpus-per-trial", default=None)
+    parser.add_argument("--threads", default=None, help="torch CPU threads of each trial (default: its CPUs)")
     parser.add_argument("--gpus-per-trial", default=None)
     parser.add_argument("--max-concurrent", default=None,
                         help="trials at a time in every part but scalability, which times one trial at a time")

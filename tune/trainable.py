@@ -26,7 +26,7 @@ from .keys import KEY, config_key
 from .store import FINISHED, TrialFiles
 
 #: Keys of a trial config that are not Config fields (``searched``: the names an optuna search moves).
-META_KEYS = ("point", "sweep", "kind", "experiment", "results_dir", KEY, "searched")
+META_KEYS = ("point", "sweep", "kind", "experiment", "results_dir", KEY, "searched", "threads")
 
 
 def resolve_trial_config(trial_config: Mapping[str, Any]) -> tuple[Config, str]:
@@ -62,7 +62,7 @@ def kdiffe_trainable(trial_config: dict[str, Any]) -> None:
         files.begin(ray.get_runtime_context().get_node_id(), result_row(metrics={}, **identity),
                     trial_values(trial_config))
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-        torch.set_num_threads(max(1, int(cpus)))
+        torch.set_num_threads(int(trial_config.get("threads") or max(1, int(cpus))))
         trainer = Trainer(config)  # its log goes to the worker log (shown with -v)
         state = files.state_folder()
         if state is not None:
