@@ -99,10 +99,38 @@ class Dataset:
                 f"features: {mods}; kg.txt: {kg}")
 
 
+#: Where datasets are looked for when neither --data-dir nor $KDIFFE_DATA_DIR names a folder, in
+#: this order: the first that holds a dataset (a folder with trnMat.pkl) is used, else ./data.
+DATA_PLACES = ("data", "datasets", "../shared/datasets", "~/.cache/kdiffe/datasets")
+
+
+def data_places() -> list[Path]:
+    return [Path(place).expanduser().resolve() for place in DATA_PLACES]
+
+
+def _holds_datasets(folder: Path) -> bool:
+    try:
+        return _is_dir(folder) and any(_probe(folder / name / "trnMat.pkl") is not None for name in _list_dir(folder))
+    except DatasetError:
+        return False
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """--data-dir, else $KDIFFE_DATA_DIR, else ./data (absolute)."""
-    chosen = data_dir or os.environ.get("KDIFFE_DATA_DIR") or "data"
-    return Path(chosen).expanduser().resolve()
+    """--data-dir, else $KDIFFE_DATA_DIR, else the first of :data:`DATA_PLACES` holding a dataset,
+    else ./data (absolute)."""
+    chosen = data_dir or os.environ.get("KDIFFE_DATA_DIR")
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    return next((place for place in data_places() if _holds_datasets(place)), data_places()[0])
+
+
+def searched_places(data_dir: str | os.PathLike | None = None) -> str:
+    """Where a dataset was looked for, for an error message."""
+    if data_dir:
+        return f"--data-dir {data_dir}"
+    if os.environ.get("KDIFFE_DATA_DIR"):
+        return f"$KDIFFE_DATA_DIR={os.environ['KDIFFE_DATA_DIR']}"
+    return "searched " + ", ".join(map(str, data_places())) + " (set --data-dir or KDIFFE_DATA_DIR)"
 
 
 def available_datasets(data_dir: str | os.PathLike | None = None) -> list[str]:
@@ -549,8 +577,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
             _probe(place)
         if _probe(folder / "trnMat.pkl") is None:
             known = available_datasets(root)
-            hint = f"available: {', '.join(known + ['synthetic'])}" if known else \
-                "set --data-dir or KDIFFE_DATA_DIR to the folder holding the datasets"
+            hint = f"available: {', '.join(known + ['synthetic'])}; {searched_places(data_dir)}" if known else \
+                f"no datasets there; {searched_places(data_dir)}"
             raise DatasetError(f"unknown dataset {name!r}: no {folder / 'trnMat.pkl'} ({hint})")
         ds = load_folder(folder, seed=seed, val_fraction=val_fraction, name=name)
         _require_split(ds, "val_fraction", val_fraction, "the validation split derived from train")

@@ -45,8 +45,8 @@ def _splits(frame: pd.DataFrame) -> pd.DataFrame:
         if key not in found.columns:
             found[key] = default
     found["resplit"] = pd.to_numeric(found["resplit"], errors="coerce").fillna(0).astype(int)
-    found["resplit_ratios"] = found["resplit_ratios"].fillna("").astype(str)
-    found["resplit_holdout"] = found["resplit_holdout"].fillna("shares").astype(str)
+    found["resplit_ratios"] = found["resplit_ratios"].map(lambda v: "" if pd.isna(v) else str(v))
+    found["resplit_holdout"] = found["resplit_holdout"].map(lambda v: "shares" if pd.isna(v) else str(v))
     return found.drop_duplicates().sort_values(list(KEYS)).reset_index(drop=True)
 
 

@@ -34,8 +34,11 @@ def data_label(frame: pd.DataFrame) -> pd.Series:
     if "resplit" not in frame.columns:
         return label
     resplit = pd.to_numeric(frame["resplit"], errors="coerce").fillna(0).astype(int)
-    ratios = frame.get("resplit_ratios", pd.Series("", index=frame.index)).fillna("").astype(str)
-    holdout = frame.get("resplit_holdout", pd.Series("", index=frame.index)).fillna("").astype(str)
+    def text(column: str) -> pd.Series:  # an all-empty column reads as float NaN
+        values = frame.get(column, pd.Series("", index=frame.index))
+        return values.map(lambda v: "" if pd.isna(v) else str(v))
+
+    ratios, holdout = text("resplit_ratios"), text("resplit_holdout")
     suffix = (" (re-split " + resplit.astype(str) + ratios.map(lambda r: f" {r}" if r else "")
               + holdout.map(RESPLIT_FORMS).fillna("") + ")")
     return label.where(resplit == 0, label + suffix)

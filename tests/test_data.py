@@ -53,7 +53,8 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     assert resolve_data_dir() == tmp_path.resolve()
     assert resolve_data_dir("elsewhere").name == "elsewhere"
     monkeypatch.delenv("KDIFFE_DATA_DIR")
-    assert resolve_data_dir() == (tmp_path.cwd() / "data").resolve()
+    monkeypatch.chdir(tmp_path)  # no dataset in any documented place (tests/test_serving.py: the places)
+    assert resolve_data_dir() == (tmp_path / "data").resolve()
 
 
 def test_unknown_dataset_names_the_folder(tmp_path):

@@ -156,3 +156,21 @@ def test_threads_default_to_the_idle_cores_and_openmp_waits_passively():
     finally:
         torch.set_num_threads(before)
     assert cli.main(["attention", "--dataset", "synthetic", "--threads", "-1"]) == 2
+
+
+def test_datasets_are_found_in_the_documented_places_and_the_error_names_them(tmp_path, monkeypatch):
+    from kdiffe import data
+
+    monkeypatch.delenv("KDIFFE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert data.resolve_data_dir() == tmp_path / "data"  # nothing anywhere: ./data
+    with pytest.raises(data.DatasetError, match=r"searched .*/data, .*/datasets, .*shared/datasets"):
+        data.load_dataset("tiktok")
+    (tmp_path / "datasets" / "mine").mkdir(parents=True)
+    (tmp_path / "datasets" / "mine" / "trnMat.pkl").write_bytes(b"")
+    assert data.resolve_data_dir() == tmp_path / "datasets"  # the first place holding a dataset
+    assert data.resolve_data_dir("elsewhere") == tmp_path / "elsewhere"  # --data-dir first
+    monkeypatch.setenv("KDIFFE_DATA_DIR", str(tmp_path / "env"))
+    assert data.resolve_data_dir() == tmp_path / "env"  # then the environment
+    with pytest.raises(data.DatasetError, match=r"KDIFFE_DATA_DIR="):
+        data.load_dataset("tiktok")

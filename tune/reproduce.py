@@ -52,6 +52,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from kdiffe.catalog import MODELS  # noqa: E402
 from kdiffe.config import RESPLIT_HOLDOUTS  # noqa: E402
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
+from kdiffe.results import DEFAULT_STORAGE  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
 from kdiffe.paper import FIGURES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
@@ -325,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="trials of each optuna search in the search part (default 24)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Config value for every trial")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--storage", default="docs/results", help="folder of every part and of figures/ (default docs/results)")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help=f"folder of every part and of figures/ (default ./{DEFAULT_STORAGE}; the committed "
+                             "evaluation is docs/results: pass --storage docs/results to extend it)")
     parser.add_argument("--cpus-per-trial", default=None)
     parser.add_argument("--threads", default=None, help="torch CPU threads of each trial (default: its CPUs)")
     parser.add_argument("--gpus-per-trial", default=None)
