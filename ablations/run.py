@@ -23,7 +23,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from kdiffe.config import VARIANTS, ConfigError  # noqa: E402
 from kdiffe.catalog import MODELS  # noqa: E402
-from plots.tables import table_iii, table_iii_markdown, write_table_iii  # noqa: E402
+from plots.tables import (format_table_ii, table_ii, table_iii, table_iii_markdown, to_markdown,  # noqa: E402
+                          write_table_ii, write_table_iii)
 from tune.cli import Plan, Script, main as run_script, seeds_arg, trial_lines  # noqa: E402
 
 ABLATION_VARIANTS = ("kdiffe", "no_s", "unguided", "no_cl", "lightgcn")
@@ -78,12 +79,24 @@ def plan(args: argparse.Namespace, base: dict[str, Any]) -> Plan:
 
 
 def finish(outcome: Any, exp: Any, args: argparse.Namespace) -> tuple[list[str], int]:
+    """Table III of the kdiffe model's variants that ran, and Table II of every model that ran
+    (baseline models beside them, each with its paired p against KDiffE where KDiffE ran too)."""
     lines = trial_lines(outcome.frame)
     table = table_iii(outcome.frame)
-    if table.empty:
-        return lines + ["no successful trial: no Table III"], 1
-    md, csv = write_table_iii(table, exp.path)
-    return lines + [table_iii_markdown(table), f"Table III: {md} and {csv}; results: {exp.path / 'results.csv'}"], 0
+    written = []
+    if not table.empty:
+        md, csv = write_table_iii(table, exp.path)
+        lines += [table_iii_markdown(table)]
+        written.append(f"Table III: {md} and {csv}")
+    if args.models:
+        models = table_ii(outcome.frame)
+        if not models.empty:
+            md, csv = write_table_ii(models, exp.path)
+            lines += [to_markdown(format_table_ii(models))]
+            written.append(f"Table II: {md} and {csv}")
+    if not written:
+        return lines + ["no successful trial: no table"], 1
+    return lines + [f"{'; '.join(written)}; results: {exp.path / 'results.csv'}"], 0
 
 
 SCRIPT = Script(prog="ablations/run.py", doc=__doc__, add_arguments=add_arguments, plan=plan, finish=finish,

@@ -36,7 +36,7 @@ def data_label(frame: pd.DataFrame) -> pd.Series:
     resplit = pd.to_numeric(frame["resplit"], errors="coerce").fillna(0).astype(int)
     def text(column: str) -> pd.Series:  # an all-empty column reads as float NaN
         values = frame.get(column, pd.Series("", index=frame.index))
-        return values.map(lambda v: "" if pd.isna(v) else str(v))
+        return values.map(lambda v: "" if pd.isna(v) else str(v)).astype(str)  # (an empty map is float)
 
     ratios, holdout = text("resplit_ratios"), text("resplit_holdout")
     suffix = (" (re-split " + resplit.astype(str) + ratios.map(lambda r: f" {r}" if r else "")

@@ -21,14 +21,18 @@ def test_ablation_suite_writes_table_iii(ray_session, tmp_path, capsys):  # noqa
     sgl = frame[frame["variant"] == "sgl"]
     assert set(sgl["model"]) == {"sgl"} and set(sgl["layers"]) == {3} and set(sgl["tau"]) == {0.2}  # its own defaults
     assert set(frame[frame["variant"] != "sgl"]["model"]) == {"kdiffe"}
-    table = pd.read_csv(folder / "table_iii.csv")
-    assert list(table["variant"]) == ["kdiffe", "no_s", "unguided", "no_cl", "lightgcn", "sgl"]
+    table = pd.read_csv(folder / "table_iii.csv")  # Table III: the kdiffe model's variants
+    assert list(table["variant"]) == ["kdiffe", "no_s", "unguided", "no_cl", "lightgcn"]
+    models = pd.read_csv(folder / "table_ii.csv")  # Table II: the baseline model beside them
+    assert list(models["variant"]) == ["kdiffe", "no_s", "unguided", "no_cl", "lightgcn (KDiffE's form)", "sgl"]
+    assert (models["runs"] == 2).all()
+    assert models["p vs kdiffe"].notna().tolist() == [False] + [True] * 5
     assert (table["seeds"] == 2).all() and table["test_recall@20 mean"].between(0, 1).all()
     assert table.loc[table["variant"] == "kdiffe", "test_recall@20 p"].isna().all()
     md = (folder / "table_iii.md").read_text()
     assert "### Table III: synthetic" in md and "± " in md and "lightgcn" in md
     out = capsys.readouterr().out
-    assert "12 trials, 0 failed" in out and "Table III" in out
+    assert "12 trials, 0 failed" in out and "Table III" in out and "Table II:" in out
 
 
 @pytest.mark.parametrize("args,needle", [
