@@ -87,7 +87,7 @@ class BM3(LightGCN):
         """sg(dropout_p(x)); the 1 / (1 - p) scale is left out, cosine does not see it."""
         if not self.dropout:
             return x.detach()
-        keep = torch.rand(x.shape, generator=self.generator) >= self.dropout
+        keep = torch.rand(x.shape, generator=self.generator, device="cpu") >= self.dropout
         return x.detach() * keep.to(x.device, x.dtype)
 
     def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

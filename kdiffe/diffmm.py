@@ -73,7 +73,7 @@ def drop_entries(matrix: sp.csr_matrix, rate: float, generator: torch.Generator)
     if rate == 0:
         return matrix
     coo = matrix.tocoo()
-    keep = (torch.rand(coo.nnz, generator=generator, dtype=torch.float64) >= rate).numpy()
+    keep = (torch.rand(coo.nnz, generator=generator, dtype=torch.float64, device="cpu") >= rate).numpy()
     return sp.csr_matrix((coo.data[keep] / (1 - rate), (coo.row[keep], coo.col[keep])), shape=matrix.shape)
 
 
@@ -100,7 +100,7 @@ class DiffMM(GraphEmbeddings):
         self.modality_names = tuple(sorted(features))
         self.features = {m: features[m].float() for m in self.modality_names}  #: fixed inputs, not parameters
         self.projections = nn.ModuleDict({m: nn.Linear(features[m].shape[1], dim) for m in self.modality_names})
-        self.modal_weight = nn.Parameter(torch.full((len(self.modality_names),), 1.0 / len(self.modality_names)))
+        self.modal_weight = nn.Parameter(torch.full((len(self.modality_names),), 1.0 / len(self.modality_names), device="cpu"))
         self.ssl_weight, self.reg_weight, self.tau, self.block = ssl_weight, reg_weight, tau, block
         self.edge_drop, self.rebuild_k, self.msi_weight = edge_drop, rebuild_k, msi_weight
         self.ris_lambda, self.ris_adj_lambda, self.cl_pairs = ris_lambda, ris_adj_lambda, cl_pairs
@@ -278,7 +278,7 @@ class DiffMM(GraphEmbeddings):
             device = self.user.weight.device
             self.views = None if views is None else {
                 m: torch.sparse_csr_tensor(views[m]["crow"], views[m]["col"], views[m]["values"], (size, size),
-                                           check_invariants=True).to(device)
+                                           check_invariants=True, device="cpu").to(device)
                 for m in self.modality_names}
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"model=diffmm: the checkpoint's denoisers or rebuilt graphs do not fit this "

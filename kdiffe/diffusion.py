@@ -82,7 +82,7 @@ def betas_for(schedule: str, steps: int, noise_scale: float, noise_min: float, n
     fixed at 1e-4 (DiffRec's "linear-var" with ``beta_fixed``, as DiffMM runs it)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}: choose from {', '.join(SCHEDULES)}")
-    ramp = noise_scale * torch.linspace(noise_min, noise_max, steps, dtype=torch.float64)
+    ramp = noise_scale * torch.linspace(noise_min, noise_max, steps, dtype=torch.float64, device="cpu")
     if schedule == "beta":
         return ramp
     alpha_bar = 1.0 - ramp
@@ -100,12 +100,12 @@ class GaussianDiffusion:
         betas = betas_for(schedule, steps, noise_scale, noise_min, noise_max)
         alphas = 1.0 - betas
         self.alpha_bar = torch.cumprod(alphas, dim=0)
-        prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
+        prev = torch.cat([torch.ones(1, dtype=torch.float64, device="cpu"), self.alpha_bar[:-1]])
         self.betas = betas
         self.posterior_coef_x0 = betas * prev.sqrt() / (1.0 - self.alpha_bar)
         self.posterior_coef_xt = (1.0 - prev) * alphas.sqrt() / (1.0 - self.alpha_bar)
         snr = self.alpha_bar / (1.0 - self.alpha_bar)
-        self.elbo_weight = torch.cat([torch.ones(1, dtype=torch.float64), snr[:-1] - snr[1:]])
+        self.elbo_weight = torch.cat([torch.ones(1, dtype=torch.float64, device="cpu"), snr[:-1] - snr[1:]])
         for name in ("betas", "alpha_bar", "posterior_coef_x0", "posterior_coef_xt", "elbo_weight"):
             setattr(self, name, getattr(self, name).float().to(device))
 

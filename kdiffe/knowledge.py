@@ -182,13 +182,14 @@ class MixingPattern:
     def matrix(self, weight: torch.Tensor) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-            return torch.sparse_csr_tensor(self.crow, self.col, weight, self.shape, check_invariants=False)
+            return torch.sparse_csr_tensor(self.crow, self.col, weight, self.shape, check_invariants=False,
+                                           device=weight.device)
 
     def matrix_t(self, weight: torch.Tensor) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return torch.sparse_csr_tensor(self.crow_t, self.col_t, weight[self.transpose],
-                                           self.shape[::-1], check_invariants=False)
+                                           self.shape[::-1], check_invariants=False, device=weight.device)
 
 
 def _row_pointers(rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -238,8 +239,8 @@ class KnowledgeAggregator(nn.Module):
         nn.init.xavier_uniform_(self.attention.weight)
         self.projections = nn.ModuleList()
         for ids, feats in kg.centroids:
-            self.register_buffer(f"centroid_ids_{len(self.projections)}", torch.as_tensor(ids))
-            self.register_buffer(f"centroid_feats_{len(self.projections)}", torch.as_tensor(feats))
+            self.register_buffer(f"centroid_ids_{len(self.projections)}", torch.as_tensor(ids, device="cpu"))
+            self.register_buffer(f"centroid_feats_{len(self.projections)}", torch.as_tensor(feats, device="cpu"))
             proj = nn.Linear(feats.shape[1], dim, bias=False)
             nn.init.xavier_uniform_(proj.weight)
             self.projections.append(proj)

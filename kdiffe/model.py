@@ -47,7 +47,7 @@ class KDiffE(GraphEmbeddings):
         self.knowledge = KnowledgeAggregator(kg, dim) if kg is not None else None
         #: the original KG's triples (the main view), or None without a KG; not a parameter
         self.register_buffer("kg_triples", None if kg is None else
-                             torch.as_tensor(np.asarray(kg.triples, dtype=np.int64)), persistent=False)
+                             torch.as_tensor(np.asarray(kg.triples, dtype=np.int64), device="cpu"), persistent=False)
         self.objective = objective or Objective()
         self.kg = kg
         self.view: Any = None  #: the diffusion view (kdiffe.view.DiffusionView), set by build

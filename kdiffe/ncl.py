@@ -46,7 +46,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> t
     """
     n = x.shape[0]
     k = min(k, n)
-    start = torch.randperm(n, generator=generator)[:k].to(x.device)
+    start = torch.randperm(n, generator=generator, device="cpu")[:k].to(x.device)
     centroids = x[start].clone()
     sq = (x * x).sum(dim=1, keepdim=True)
 

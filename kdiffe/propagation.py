@@ -39,7 +39,7 @@ def scipy_to_torch(matrix: sp.spmatrix, device: torch.device | str = "cpu") -> t
     coo = matrix.tocoo()
     index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     values = torch.from_numpy(coo.data.astype(np.float32))
-    return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=False).coalesce().to(device)
+    return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=False, device="cpu").coalesce().to(device)
 
 
 def propagation_operator(train: sp.csr_matrix, s: sp.csr_matrix | None = None, xi: float = 0.0,
@@ -71,7 +71,7 @@ def torch_csr(square: sp.spmatrix, device: torch.device | str = "cpu") -> torch.
         return torch.sparse_csr_tensor(torch.from_numpy(square.indptr.astype(np.int64)),
                                        torch.from_numpy(square.indices.astype(np.int64)),
                                        torch.from_numpy(square.data.astype(np.float32)),
-                                       square.shape, check_invariants=False).to(device)
+                                       square.shape, check_invariants=False, device="cpu").to(device)
 
 
 class _SymmetricProduct(torch.autograd.Function):
