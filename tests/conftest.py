@@ -6,6 +6,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu",
+                     help="device of the tests that take one (tests/test_on_device.py): cpu (default), cuda, cuda:N")
+
+
+@pytest.fixture(scope="session")
+def device(request) -> str:
+    """The device ``pytest --device`` names; on a machine without CUDA, ``--device cuda`` skips
+    those tests with the reason."""
+    name = request.config.getoption("--device")
+    if name.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip(f"--device {name}: no CUDA device on this machine")
+    return name
+
+
 #: the hand-made graph of the known-answer tests: 3 users, 2 items, u0-i0, u1-i0, u1-i1, u2-i1
 TRIANGLE = ((1, 0), (1, 1), (0, 1))
 
