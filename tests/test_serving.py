@@ -174,3 +174,28 @@ def test_datasets_are_found_in_the_documented_places_and_the_error_names_them(tm
     assert data.resolve_data_dir() == tmp_path / "env"  # then the environment
     with pytest.raises(data.DatasetError, match=r"KDIFFE_DATA_DIR="):
         data.load_dataset("tiktok")
+
+
+def test_the_time_left_is_the_budget_over_the_pace_and_identical_lines_are_not_repeated(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from tune import console
+
+    clock = [100.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
+    c = console.Console(("q",), "val_recall@20", total=4, max_t=10, every=0.0)
+    a, b = (SimpleNamespace(trial_id=t, status="RUNNING", config={"q": 2}) for t in "ab")
+    for i in range(1, 6):  # two trials, 5 evaluations each, over 10 s: 1 trial-epoch per second
+        clock[0] = 100.0 + 2 * i
+        for t in (a, b):
+            c.on_trial_result(0, [a, b], t, {"val_recall@20": 0.1 * i, "epoch": i, "training_iteration": i})
+    first = capsys.readouterr().out
+    assert "the plan is 4 trials of at most 10 evaluations (40 trial-epochs)" in first
+    clock[0] = 110.0
+    # left: 2 pending x 10 + 2 running x (10 - 5) = 30 trial-epochs at 10 / 8 s (first result at 102 s)
+    assert c.seconds_left([a, b], pending=2) == pytest.approx(30 / (10 / 8))
+    c.on_step_end(0, [a, b])
+    c.on_step_end(0, [a, b])  # nothing moved: not printed again
+    out = capsys.readouterr().out
+    assert out.count("trials done") == 1 and "0/4 trials done, 2 running, 2 pending" in out
+    assert "under a minute left" in out and "q=2" in out.splitlines()[1]

@@ -267,6 +267,15 @@ def resolve_resume(args: argparse.Namespace, given: Mapping[str, Any], path: Pat
     return argparse.Namespace(**{**merged, "resume": True, "name": args.name, "storage": args.storage}), record
 
 
+def next_steps(path: Path, storage: Path, seconds: float) -> list[str]:
+    """The end of a run that finished: its wall time and what a researcher does next."""
+    from .console import duration
+
+    return [f"done in {duration(seconds)}. Next:",
+            f"  python -m kdiffe train --from {path} --seed 1 --out runs/{path.name}-seed1   # re-train the best",
+            f"  python plots/figures.py --results {storage}   # figures and tables of everything stored there"]
+
+
 def _show(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
@@ -422,6 +431,8 @@ def _main(script: Script, argv: list[str]) -> int:
             if outcome.interrupted:
                 lines.append(stopped_line)
                 code = EXIT_INTERRUPTED
+            elif code == 0:
+                lines += next_steps(exp.path, storage, time.monotonic() - started)
             print("\n".join(lines))
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
@@ -451,6 +462,11 @@ def trial_lines(frame: Any) -> list[str]:
     return [counts] + [f"  failed {row.trial_id}: {row.error}" for row in failed.itertuples()]
 
 
+def _short(value: Any) -> str:
+    """A value as the end report shows it: floats with 4 significant digits (0.0007291835 -> 0.0007292)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def summary_lines(frame: Any, metric: str, moved: Iterable[str] = ()) -> list[str]:
     """The end-of-run report: trial counts, then the best configuration with validation and test metrics."""
     lines = trial_lines(frame)
@@ -459,7 +475,7 @@ def summary_lines(frame: Any, metric: str, moved: Iterable[str] = ()) -> list[st
         return lines + ["no successful trial"]
     paper = SWEEP_PARAMS if best.get("model", "kdiffe") in ("kdiffe", None) else ()
     keys = dict.fromkeys(["dataset", "variant", "seed", *paper, *moved])
-    config = ", ".join(f"{k}={best[k]}" for k in keys if k in best)
+    config = ", ".join(f"{k}={_short(best[k])}" for k in keys if k in best)
     k = metric.split("@")[1]
     return lines + [
         f"best by {metric}: trial {best['trial_id']}, epoch {int(best['epoch'])}: {config}",

@@ -2,10 +2,17 @@
 
 Ray's own output (trial boxes, status tables, worker logs) is off unless ``-v``. Instead this
 callback prints one line per trial that ends (finished, stopped early by the scheduler, failed),
-and every ``every`` seconds a table of the running trials (trial, the parameters that move,
-epoch, the metric, its best so far) with a progress line: trials done / running / pending and an
-estimate of the time left. A trial is done when it finished (its epochs or patience), was stopped
-by the scheduler, or failed; one that Ray ends because the experiment was interrupted is not.
+and every ``every`` seconds a table of the running trials (trial, epoch, the metric, its best so
+far, then the parameters that move, in full, 4 significant digits) with a progress line: trials
+done / running / pending and the time left. A trial is done when it finished (its epochs or
+patience), was stopped by the scheduler, or failed; one that Ray ends because the experiment was
+interrupted is not. A progress line equal to the last one printed is not printed again.
+
+The time left comes from the budget, not from trial durations: the trial-epochs still allowed
+(every pending trial's ``max_t`` evaluations, and what each running one has left) divided by the
+pace of this run so far (trial-epochs completed per second, all trials together), so it does not
+jump as the number of running trials changes. It is an upper bound: ASHA and patience stop
+trials before their budget. The first evaluation prints the plan's size and a first estimate.
 """
 
 from __future__ import annotations
@@ -52,9 +59,9 @@ class Console(Callback):
     runs of the experiment."""
 
     def __init__(self, params: Sequence[str], metric: str, total: int, ledger: Any = None, done_before: int = 0,
-                 every: float = 30.0) -> None:
+                 every: float = 30.0, max_t: int = 0) -> None:
         self.params, self.metric, self.total, self.every = tuple(params), metric, total, every
-        self.ledger, self.done_before = ledger, done_before
+        self.ledger, self.done_before, self.max_t = ledger, done_before, max_t
         self.setup()
 
     def setup(self, **info: Any) -> None:
@@ -66,6 +73,8 @@ class Console(Callback):
         self.ended: set[str] = set()
         self.failed: set[str] = set()
         self.last_line = ""
+        self.evaluations: dict[str, int] = {}  #: per trial: evaluations reported in this run
+        self.first_result: float | None = None
 
     # ------------------------------------------------------------------ events
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -75,8 +84,17 @@ class Console(Callback):
         if self.metric not in result:
             return
         seen = self.latest.setdefault(trial.trial_id, {"best": float("-inf")})
-        seen.update(epoch=result.get("epoch"), value=result[self.metric], done=bool(result.get("finished")))
+        seen.update(epoch=result.get("epoch"), value=result[self.metric], done=bool(result.get("finished")),
+                    iteration=int(result.get("training_iteration") or 0))
         seen["best"] = max(seen["best"], result[self.metric])
+        self.evaluations[trial.trial_id] = self.evaluations.get(trial.trial_id, 0) + 1
+        if self.first_result is None:
+            self.first_result = time.monotonic()
+            if self.max_t:
+                budget = self.total * self.max_t
+                print(f"first evaluation after {duration(self.first_result - self.began)}; the plan is "
+                      f"{self.total} trials of at most {self.max_t} evaluations ({budget} trial-epochs), fewer "
+                      "where ASHA or patience stop a trial", flush=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         print(f"trial {trial_name(trial)} failed; Ray restarts it from its last checkpoint", flush=True)
@@ -110,14 +128,17 @@ class Console(Callback):
             return
         self.last_table = now
         running = [t for t in trials if t.status == "RUNNING"]
+        line = self.progress(trials)
+        if _content(line) == _content(self.last_line):
+            return  # nothing moved since the last line
         if running:
             print(self.table(running), flush=True)
-        self.last_line = self.progress(trials)
-        print(self.last_line, flush=True)
+        self.last_line = line
+        print(line, flush=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         line = self.progress(trials)
-        if line != self.last_line:
+        if _content(line) != _content(self.last_line):
             print(line, flush=True)
 
     # ------------------------------------------------------------------ text
@@ -131,15 +152,28 @@ class Console(Callback):
         print(f"{line}\n{self.last_line}", flush=True)
 
     def table(self, running: list) -> str:
-        header = f"{'trial':<16} {'parameters':<34} {'epoch':>5} {self.metric:>16} {'best':>8}"
+        header = f"{'trial':<16} {'epoch':>5} {self.metric:>16} {'best':>8}  parameters"
         lines = [header]
         for trial in running:
             seen = self.latest.get(trial.trial_id, {})
             value = f"{seen['value']:.4f}" if "value" in seen else "-"
             best = f"{seen['best']:.4f}" if "value" in seen else "-"
-            lines.append(f"{trial_name(trial):<16} {trial_params(trial.config, self.params)[:34]:<34} "
-                         f"{seen.get('epoch', '-')!s:>5} {value:>16} {best:>8}")
+            lines.append(f"{trial_name(trial):<16} {seen.get('epoch', '-')!s:>5} {value:>16} {best:>8}  "
+                         f"{trial_params(trial.config, self.params)}")
         return "\n".join(lines)
+
+    def seconds_left(self, trials: list, pending: int) -> float | None:
+        """The budget's trial-epochs still allowed over this run's pace (see the module docstring)."""
+        if not self.max_t or self.first_result is None:
+            return None
+        done = sum(self.evaluations.values())
+        elapsed = time.monotonic() - self.first_result
+        if done < 2 or elapsed <= 0:
+            return None
+        left = pending * self.max_t + sum(
+            max(0, self.max_t - self.latest.get(t.trial_id, {}).get("iteration", 0))
+            for t in trials if t.status == "RUNNING" and t.trial_id not in self.ended)
+        return left / (done / elapsed)
 
     def progress(self, trials: list) -> str:
         ended = [t.status == "ERROR" or t.trial_id in self.ended for t in trials]
@@ -153,8 +187,16 @@ class Console(Callback):
                  + (f" ({failed} failed)" if failed else ""), f"{running} running", f"{pending} pending"]
         if best is not None:
             parts.append(f"best {self.metric} {best:.4f}")
-        if self.durations and pending + running:
+        left = self.seconds_left(trials, pending) if pending + running else None
+        if left is not None:
+            parts.append(f"at most {duration(left)} left" if left >= 60 else "under a minute left")
+        elif self.durations and pending + running:  # no budget known: from the trials that ended
             mean = sum(self.durations) / len(self.durations)
-            left = mean * (pending + 0.5 * running) / max(running, 1)
-            parts.append(f"about {duration(left)} left" if left >= 60 else "under a minute left")
+            estimate = mean * (pending + 0.5 * running) / max(running, 1)
+            parts.append(f"about {duration(estimate)} left" if estimate >= 60 else "under a minute left")
         return ", ".join(parts)
+
+
+def _content(line: str) -> str:
+    """A progress line without its clock: '[3 min] 4/24 trials done, ...' -> '4/24 trials done, ...'."""
+    return line.split("] ", 1)[-1] if line.startswith("[") else line

@@ -395,7 +395,8 @@ def run(exp: Experiment) -> Outcome:
             search_alg, samples = _searcher(exp, work), work.left
         run_config = tune.RunConfig(
             name=f"run-{index}", storage_path=str(runs), verbose=2 if exp.verbose else 0,
-            callbacks=[Console(exp.params, exp.metric, exp.total, ledger, done_before=len(work.ended))],
+            callbacks=[Console(exp.params, exp.metric, exp.total, ledger, done_before=len(work.ended),
+                               max_t=exp.max_t)],
             failure_config=tune.FailureConfig(max_failures=exp.max_failures))
         tune_config = tune.TuneConfig(
             metric=exp.metric, mode="max", num_samples=samples, search_alg=search_alg,
