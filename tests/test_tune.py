@@ -267,6 +267,7 @@ def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path, capsys)
     trials = frame.drop_duplicates("trial_id")
     assert trials["xi"].nunique() == 6 and trials["xi"].between(0, 1).all() and trials["q"].between(1, 6).all()
     assert trials["lr"].nunique() == 6 and trials["lr"].between(1e-4, 1e-2).all() and (trials["theta2"] == 1e-5).all()
+    assert ((trials["xi"] == 0.7) & (trials["q"] == 1) & (trials["lr"] == 1e-3)).sum() == 1  # the defaults, first
     assert "stopped early by the scheduler" in capsys.readouterr().out
     ends = {t: json.loads((tmp_path / "opt" / "trials" / t / "end.json").read_text()) for t in epochs.index}
     for trial, last in epochs.items():  # every trial says how it ended: the scheduler's stop, or its epochs

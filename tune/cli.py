@@ -165,6 +165,7 @@ class Plan:
     max_concurrent: int | None = None  #: the script's default (scalability: 1)
     grace_period: int = DEFAULT_GRACE_PERIOD  #: ASHA: evaluations before a trial may be stopped
     datasets: tuple[str, ...] = ()
+    first: dict[str, Any] | None = None  #: optuna: the values of the first trial (the defaults)
 
     @property
     def total(self) -> int:
@@ -395,7 +396,7 @@ def _main(script: Script, argv: list[str]) -> int:
                                       "results_dir": str(path), "threads": args.threads},
                          cells=plan.cells, metric=plan.metric, num_samples=plan.num_samples, search=plan.search,
                          scheduler=plan.scheduler, max_t=evaluations(base["epochs"], base.get("eval_every", 1)),
-                         seed=plan.seed, grace_period=plan.grace_period,
+                         seed=plan.seed, grace_period=plan.grace_period, first=plan.first,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
                          address=args.address, resume=args.resume, verbose=args.verbose)

@@ -63,6 +63,7 @@ class Experiment:
     resume: bool = False
     seed: int = 0
     verbose: bool = False
+    first: dict[str, Any] | None = None  #: optuna: the first trial's values (a fresh search only)
 
     @property
     def path(self) -> Path:
@@ -360,7 +361,10 @@ def _searcher(exp: Experiment, work: Work) -> Any:
     # The sampler's seed moves with what it already knows, so a resumed search draws afresh,
     # and the same records always give the same draws.
     sampler = optuna.samplers.TPESampler(seed=exp.seed + len(known))
-    return KeyedOptuna(sampler=sampler, points_to_evaluate=list(work.resumable.values()) or None)
+    points = list(work.resumable.values())
+    if not points and not known and exp.first:  # a fresh search: the defaults are its first trial
+        points = [dict(exp.first)]
+    return KeyedOptuna(sampler=sampler, points_to_evaluate=points or None)
 
 
 def run(exp: Experiment) -> Outcome:

@@ -45,6 +45,27 @@ def range_ends(name: str, model: str = "kdiffe") -> tuple[Any, Any]:
     return paper_range_ends(name, ranges(model))
 
 
+def in_range(name: str, value: Any, model: str = "kdiffe") -> bool:
+    """Whether ``value`` lies in ``name``'s search range for ``model``."""
+    kind, *spec = ranges(model)[name]
+    if kind == "choice":
+        return value in spec[0]
+    try:
+        return spec[0] <= value <= spec[1] and (kind != "int" or float(value).is_integer())
+    except TypeError:
+        return False
+
+
+def default_point(params: Iterable[str], base: dict[str, Any], model: str = "kdiffe") -> dict[str, Any] | None:
+    """The searched parameters at the configuration every trial starts from (the model's published
+    defaults, under --from and --set): a search's first trial; None when one lies outside its range."""
+    from kdiffe.config import from_dict
+
+    values = from_dict({k: v for k, v in base.items() if not k.startswith("_")}).to_dict()
+    point = {p: values[p] for p in params}
+    return point if all(in_range(p, v, model) for p, v in point.items()) else None
+
+
 def grid_points(params: Iterable[str], base: dict[str, Any]) -> list[dict[str, Any]]:
     """One-factor-at-a-time points: the all-defaults point, then each grid value of each parameter."""
     points: list[dict[str, Any]] = [{"sweep": "default"}]
