@@ -11,11 +11,12 @@ once instead of hanging or filling memory.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
@@ -43,6 +44,27 @@ def open_regular(path: str | os.PathLike, error: Callable[[str], Exception]) -> 
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_json(path: str | os.PathLike, error: Callable[[str], Exception], missing: str | None = None) -> Any:
+    """The JSON value in the regular file ``path``. A missing file raises ``error(missing)`` when
+    ``missing`` is given (``error("<path>: missing")`` otherwise); any other failure, a file that is
+    not regular or not JSON, raises ``error("<path>: unreadable (<why>)")``."""
+    try:
+        fh = open_regular(path, error)
+    except FileNotFoundError:
+        raise error(missing or f"{path}: missing") from None
+    except OSError as exc:
+        raise error(_unreadable(path, exc)) from None
+    with fh:
+        try:
+            return json.loads(fh.read())
+        except (OSError, ValueError) as exc:
+            raise error(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: str | os.PathLike, exc: Exception) -> str:
+    return f"{path}: unreadable ({' '.join(str(exc).split())[:160]})"
 
 
 def replace_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from .config import FIELDS, from_dict
 from .errors import UserError
-from .files import open_regular
+from .files import open_regular, read_json
 from .paper import SWEEP_PARAMS  # noqa: F401  (re-exported: the schema's sweep columns)
 
 RESULTS_FILE = "results.csv"  #: tidy CSV written beside Ray's files by every experiment
@@ -290,7 +290,6 @@ def row_config(row: Mapping[str, Any]) -> dict[str, Any]:
 def found_config(source: str | os.PathLike) -> dict[str, Any]:
     """The configuration at ``source``: a best.json, an experiment folder holding one, or a saved
     model folder (model.json, :mod:`kdiffe.serving`); checked by building a Config from it."""
-    import json
     from pathlib import Path
 
     path = Path(source)
@@ -301,10 +300,7 @@ def found_config(source: str | os.PathLike) -> dict[str, Any]:
     else:
         raise UserError(f"--from {source}: no best.json or model.json there (an experiment folder, its best.json, "
                         "or a saved model folder)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--from {path}: unreadable ({exc})") from None
+    data = read_json(path, lambda why: UserError(f"--from {why}"))
     if isinstance(data, dict) and isinstance(data.get("best"), dict):  # best.json
         values = row_config(data["best"])
     elif isinstance(data, dict) and isinstance(data.get("config"), dict):  # model.json

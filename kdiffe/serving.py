@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import UserError
-from .files import replace_atomic, write_atomic
+from .files import read_json, replace_atomic, write_atomic
 
 FORMAT = 1
 MODEL_FILE = "model.json"
@@ -104,12 +104,7 @@ def load_model(folder: str | Path) -> SavedModel:
     path = folder / MODEL_FILE
     if not folder.is_dir():
         raise ModelError(f"--model {folder}: no such folder")
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path}: missing; not a saved model folder (python -m kdiffe train --out DIR)") from None
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: unreadable ({exc})") from None
+    meta = read_json(path, ModelError, f"{path}: missing; not a saved model folder (python -m kdiffe train --out DIR)")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("config"), dict):
         raise ModelError(f"{path}: not a kdiffe model description (format {FORMAT})")
     users, items = _array(folder / USERS_FILE), _array(folder / ITEMS_FILE)

@@ -37,7 +37,7 @@ import pandas as pd
 
 from kdiffe import paper
 from kdiffe.files import write_atomic
-from kdiffe.results import SELECTION_METRIC, best_rows, is_rerun
+from kdiffe.results import best_rows, is_rerun
 from plots import aggregate, tables, verdicts
 from plots.verdicts import CONTRADICTED, HOLDS, NOT_CONFIRMED, UNTESTABLE
 
@@ -63,16 +63,6 @@ def _row(claim: str, paper_value: str, ours: str, verdict: str, why: str = "", *
 def _ablation(best: pd.DataFrame) -> pd.DataFrame:
     rows = best[best["kind"] == "ablation"]
     return rows.assign(data=tables.data_label(rows))
-
-
-def main_setting(cell: pd.DataFrame) -> pd.DataFrame:
-    """The trials of one table cell in one configuration (seeds are pooled only there): the one with
-    the best mean validation score, as a user selecting on validation would take; ties go to the
-    most replicated."""
-    parts = tables.settings(cell)
-    if not parts:
-        return cell
-    return max(parts, key=lambda part: (round(float(part[1][SELECTION_METRIC].mean()), 12), len(part[1])))[1]
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:
@@ -113,7 +103,7 @@ def number_claims(best: pd.DataFrame) -> list[dict[str, str]]:
             rows += [_row(f"{name}, {paper.METRIC_NAMES[metric]}", f"{reported:.3f}", "", UNTESTABLE, why,
                           source="Table II", tested=tested) for metric, reported in zip(tables.METRICS, numbers)]
             continue
-        main = main_setting(cell)
+        main = tables.main_setting(cell)
         for metric, reported in zip(tables.METRICS, numbers):
             values = main[metric].to_numpy(float)
             test = verdicts.level(values, reported)
@@ -143,25 +133,38 @@ def _drop_text(variant: str, dataset: str, metric: str) -> str:
     return f"drop {full - ablated:.3f} ({full:.3f} -> {ablated:.3f})" if full > ablated else ""
 
 
+#: What KDiffE is compared with in Tables II-III's ordering claims: its ablations, KDiffE's form of
+#: LightGCN and every baseline model.
+COMPARED = ("no_s", "unguided", "no_cl", *tables.KDIFFE_FORM.values(), *paper.MODEL_NAMES)
+
+#: The reason a difference-rule verdict gives beside its numbers.
+DIFFERENCE_WHY = {HOLDS: "", CONTRADICTED: "reversed: the other is significantly better",
+                  NOT_CONFIRMED: "the interval holds 0"}
+
+
+def _source(variant: str) -> str:
+    """Where the paper makes the claim about ``variant``: Table III (the ablations) or Table II."""
+    return "Table III" if variant in paper.PAPER_TABLE_III.get("tiktok", {}) else "Table II"
+
+
 def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
     """Tables II and III's ordering: the full model above each ablation, LightGCN and every baseline
     model that ran, per data split (Recall@20; NDCG@20 too where Table III reports a drop)."""
     ablation = _ablation(best)
     ablation = ablation.assign(variant=tables.entries(ablation))
-    compared = ("no_s", "unguided", "no_cl", *tables.KDIFFE_FORM.values(), *paper.MODEL_NAMES)
     tested = "paired over seeds: 95 % CI of KDiffE minus it above 0 (the difference rule)"
     rows = []
     for data, per_data in ablation.groupby("data", sort=True):
         full = per_data[per_data["variant"] == "kdiffe"]
         if full.empty:
             continue
-        reference = main_setting(full).set_index("seed")
-        note = _kg_note(main_setting(full))
-        for variant in compared:
+        reference = tables.main_setting(full).set_index("seed")
+        note = _kg_note(tables.main_setting(full))
+        for variant in COMPARED:
             cell = per_data[per_data["variant"] == variant]
             if cell.empty:
                 continue
-            other = main_setting(cell).set_index("seed")
+            other = tables.main_setting(cell).set_index("seed")
             for metric in tables.METRICS:
                 reported = _drop_text(variant, str(data), metric)
                 if metric != "test_recall@20" and not reported:
@@ -169,15 +172,14 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
                 claim = f"KDiffE > {tables.entry_name(variant)} on {data} ({paper.METRIC_NAMES[metric]})"
                 a, b = tables.paired_by_seed(reference[metric], other[metric])
                 test = verdicts.difference(a, b)
-                source = "Table III" if variant in paper.PAPER_TABLE_III.get("tiktok", {}) else "Table II"
+                source = _source(variant)
                 if test.verdict == UNTESTABLE:
                     rows.append(_row(claim, reported or "holds", f"difference {test.mean:+.4f}", UNTESTABLE,
                                      _reasons("fewer than two paired seeds", note), source=source, tested=tested))
                     continue
                 ours = f"difference {test.mean:+.4f}, {_ci(test.low, test.high)}, {test.n} paired seeds, " \
                        f"p = {test.p:.3g}"
-                why = {HOLDS: "", CONTRADICTED: "reversed: the other is significantly better",
-                       NOT_CONFIRMED: "the interval holds 0"}[test.verdict]
+                why = DIFFERENCE_WHY[test.verdict]
                 if reported:
                     drop = float(reported.split()[1])
                     inside = test.low <= drop <= test.high
@@ -199,21 +201,20 @@ def pooled_claims(best: pd.DataFrame) -> list[dict[str, str]]:
                                resplit=pd.to_numeric(ablation["resplit"], errors="coerce").fillna(0).astype(int))
     resplits = ablation[ablation["resplit"] > 0]
     holdout = resplits.get("resplit_holdout", pd.Series("shares", index=resplits.index)).fillna("shares")
-    compared = ("no_s", "unguided", "no_cl", *tables.KDIFFE_FORM.values(), *paper.MODEL_NAMES)
     tested = "paired over (re-split, seed): 95 % CI of KDiffE minus it above 0 (the difference rule)"
     rows = []
     for (dataset, form), group in resplits.groupby([resplits["dataset"], holdout], sort=True):
         if group["resplit"].nunique() < 2:
             continue
         where = f"{dataset}, pooled over {group['resplit'].nunique()} re-splits{tables.RESPLIT_FORMS.get(form, '')}"
-        for variant in compared:
+        for variant in COMPARED:
             a, b = [], []
             for _, split in group.groupby("resplit"):
                 full, other = split[split["variant"] == "kdiffe"], split[split["variant"] == variant]
                 if full.empty or other.empty:
                     continue
-                x, y = tables.paired_by_seed(main_setting(full).set_index("seed")["test_recall@20"],
-                                             main_setting(other).set_index("seed")["test_recall@20"])
+                x, y = tables.paired_by_seed(tables.main_setting(full).set_index("seed")["test_recall@20"],
+                                             tables.main_setting(other).set_index("seed")["test_recall@20"])
                 a += list(x)
                 b += list(y)
             if not a:
@@ -225,10 +226,8 @@ def pooled_claims(best: pd.DataFrame) -> list[dict[str, str]]:
                                  tested=tested))
                 continue
             ours = f"difference {test.mean:+.4f}, {_ci(test.low, test.high)}, {test.n} pairs, p = {test.p:.3g}"
-            why = {HOLDS: "", CONTRADICTED: "reversed: the other is significantly better",
-                   NOT_CONFIRMED: "the interval holds 0"}[test.verdict]
-            rows.append(_row(claim, "holds", ours, test.verdict, why, source="Table II" if variant not in
-                             paper.PAPER_TABLE_III.get("tiktok", {}) else "Table III", tested=tested))
+            rows.append(_row(claim, "holds", ours, test.verdict, DIFFERENCE_WHY[test.verdict], source=_source(variant),
+                             tested=tested))
     return rows
 
 

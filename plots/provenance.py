@@ -9,11 +9,12 @@ have none: "not recorded"). Rendered as ``what_ran.md`` / ``what_ran.csv``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from kdiffe.errors import UserError
+from kdiffe.files import read_json
 from kdiffe.results import RECORD_FILE
 from plots import tables
 
@@ -25,8 +26,8 @@ def records(root: Path) -> list[tuple[str, dict]]:
     found = []
     for path in sorted(Path(root).rglob(RECORD_FILE)):
         try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
+            record = read_json(path, UserError)
+        except UserError:
             continue
         if isinstance(record, dict) and isinstance(record.get("runs"), list):
             found.append((path.parent.name, record))

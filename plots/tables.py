@@ -86,6 +86,16 @@ def settings(group: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             for key, part in sorted(parts, key=lambda kv: -len(kv[1]))]
 
 
+def main_setting(cell: pd.DataFrame, metric: str = SELECTION_METRIC) -> pd.DataFrame:
+    """The trials of one table cell in one configuration (:func:`settings`; seeds are pooled only
+    there): the one with the best mean validation score, as a user selecting on validation would
+    take; ties go to the most replicated."""
+    parts = settings(cell)
+    if not parts:
+        return cell
+    return max(parts, key=lambda part: (round(float(part[1][metric].mean()), 12), len(part[1])))[1]
+
+
 def kg_recorded(rows: pd.DataFrame) -> bool:
     """Whether the rows record kg_entities (files written before the column existed do not)."""
     return "kg_entities" in rows.columns and bool(rows["kg_entities"].notna().any())
@@ -380,8 +390,7 @@ def comparison_table(frame: pd.DataFrame, metric: str = SELECTION_METRIC) -> pd.
     searched = searched.assign(data=data_label(searched), variant=entries(searched))
 
     def main(cell: pd.DataFrame) -> pd.Series:
-        part = max(settings(cell), key=lambda p: (round(float(p[1][metric].mean()), 12), len(p[1])))[1]
-        return part.set_index("seed")["test_recall@20"]
+        return main_setting(cell, metric).set_index("seed")["test_recall@20"]
 
     pairs = []
     for data, per_data in suite.groupby("data", sort=True):

@@ -77,7 +77,7 @@ def test_a_cell_run_in_two_configurations_is_judged_on_the_validation_choice():
     rows += [trial("abl2", "kdiffe", s, 0.090 + s / 1000, epochs=((1, 0.25, 0.0),), theta2=1e-5) for s in range(2)]
     best = aggregate.best_evaluations(frame_of(rows))
     cell = best.assign(data="tiktok")
-    assert set(claims.main_setting(cell)["theta2"]) == {1e-5}  # fewer seeds, better validation
+    assert set(tables.main_setting(cell)["theta2"]) == {1e-5}  # fewer seeds, better validation
     numbers = {r["claim"]: r for r in claims.number_claims(best)}
     assert numbers["Table II: KDiffE on TikTok, Recall@20"]["ours"].startswith("0.0905 ± 0.0007 (2 seeds)")
 

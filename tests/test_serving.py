@@ -1,6 +1,7 @@
 """kdiffe/serving.py and the CLI around it: the best model saved, served and exported."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -74,6 +75,14 @@ def test_a_broken_model_folder_is_one_line(trained, tmp_path):
     bad.mkdir()
     with pytest.raises(serving.ModelError, match="model.json: missing"):
         serving.load_model(bad)
+    (bad / "model.json").write_text('{"format": ')
+    with pytest.raises(serving.ModelError, match=r"model.json: unreadable \(Expecting value"):
+        serving.load_model(bad)
+    (bad / "model.json").unlink()
+    os.mkfifo(bad / "model.json")  # never waits for a writer
+    with pytest.raises(serving.ModelError, match=r"model.json: not a regular file \(a FIFO\)"):
+        serving.load_model(bad)
+    (bad / "model.json").unlink()
     for name in ("model.json", "user_embeddings.npy", "item_embeddings.npy"):
         (bad / name).write_bytes((folder / name).read_bytes())
     users = np.load(folder / "user_embeddings.npy")

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from kdiffe.errors import UserError
-from kdiffe.files import write_atomic  # noqa: F401  (re-exported: tune's one atomic writer)
+from kdiffe.files import read_json, write_atomic  # noqa: F401  (write_atomic re-exported: tune's one atomic writer)
 from kdiffe.results import (BEST_FILE, COLUMNS, RECORD_FILE, RESULTS_FILE, TEXT_DTYPES, best_evaluation,
                             with_config_defaults)
 TRIALS = "trials"
@@ -148,12 +148,7 @@ def machine() -> str:
 
 def load_record(path: Path) -> dict[str, Any]:
     file = path / RECORD_FILE
-    try:
-        record = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise ExperimentError(f"--resume: {path} holds no {RECORD_FILE}; it was not started by this tool") from None
-    except (OSError, ValueError) as exc:
-        raise ExperimentError(f"{file}: unreadable ({exc})") from None
+    record = read_json(file, ExperimentError, f"--resume: {path} holds no {RECORD_FILE}; it was not started by this tool")
     if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
         raise ExperimentError(f"{file}: no settings recorded")
     return record
