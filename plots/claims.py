@@ -158,8 +158,8 @@ def ordering_claims(best: pd.DataFrame) -> list[dict[str, str]]:
         full = per_data[per_data["variant"] == "kdiffe"]
         if full.empty:
             continue
-        reference = tables.main_setting(full).set_index("seed")
-        note = _kg_note(tables.main_setting(full))
+        chosen = tables.main_setting(full)
+        reference, note = chosen.set_index("seed"), _kg_note(chosen)
         for variant in COMPARED:
             cell = per_data[per_data["variant"] == variant]
             if cell.empty:

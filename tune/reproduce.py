@@ -54,6 +54,7 @@ from kdiffe.config import RESPLIT_HOLDOUTS  # noqa: E402
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
 from kdiffe.results import DEFAULT_STORAGE  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
+from kdiffe.files import read_json  # noqa: E402
 from kdiffe.paper import FIGURES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
@@ -268,7 +269,8 @@ def state(storage: Path, part: Part) -> str:
     record = storage / part.name / RECORD_FILE
     if not record.exists():
         return "new"
-    runs = json.loads(record.read_text()).get("runs", [])
+    found = read_json(record, UserError)
+    runs = found.get("runs", []) if isinstance(found, dict) else []
     return "done" if runs and runs[-1].get("exit") == 0 else "resume"
 
 

@@ -270,9 +270,10 @@ class TrialRecord:
 
 
 def _json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing, not a regular file or not JSON."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json(path, UserError)
+    except UserError:
         return None
 
 
