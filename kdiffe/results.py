@@ -40,11 +40,12 @@ def is_rerun(experiment: str) -> bool:
 
 
 #: Experiment kinds (column ``kind``).
-KINDS = ("search", "grid", "ablation", "scalability")
+KINDS = ("search", "grid", "ablation", "scalability", "retrain")
 
 #: Identify a trial and its place in the experiment. ``sweep`` names what the trial moves:
 #: a SWEEP_PARAMS name in one-factor grids ("default" for the all-defaults point, which belongs
-#: to every parameter's curve), "t" or "users" in scalability runs, "" otherwise.
+#: to every parameter's curve), "t" or "users" in scalability runs, the arm ("found" or
+#: "defaults") in a re-training, "" otherwise.
 ID_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "seed", "sweep", "status", "error")
 
 #: What a trial's model actually used (Recommender.recorded), beside kg_entities: the item-feature

@@ -118,7 +118,8 @@ def test_killed_worker_restarts_the_trial_from_its_checkpoint(tmp_path):
     epochs = 40
     args = [*TINY, "--set", "syn_users=300", "--set", "patience=0", "--set", "xi=0.5", "--set", "variant=no_cl",
             "--mode", "random", "--params", "tau", "--num-samples", "1", "--scheduler", "fifo", "--epochs",
-            str(epochs), "--max-failures", "1", "--cpus-per-trial", "1", "--storage", str(tmp_path), "--name", "crash"]
+            str(epochs), "--max-failures", "1", "--cpus-per-trial", "1", "--retrain-seeds", "none", "--storage", str(tmp_path),
+            "--name", "crash"]
     proc = start(args)
     experiment = tmp_path / "crash"
     try:
@@ -215,8 +216,8 @@ def test_a_stop_while_every_trial_runs_is_an_interruption(tmp_path, how):
     scheduler, systemd) while every planned trial runs: exit 130 with the resume command, the cut
     trials marked partial and never counted, and the printed command finishes the experiment."""
     args = [*TINY, "--set", "patience=0", "--mode", "random", "--params", "tau", "--num-samples", "2",
-            "--scheduler", "fifo", "--epochs", "60", "--max-concurrent", "2", "--storage", str(tmp_path),
-            "--name", "stopme"]
+            "--scheduler", "fifo", "--epochs", "60", "--max-concurrent", "2", "--retrain-seeds", "none",
+            "--storage", str(tmp_path), "--name", "stopme"]
     env = {**os.environ, "KDIFFE_STOP_GRACE_S": "5"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "tune" / "search.py"), *args], cwd=ROOT, text=True, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

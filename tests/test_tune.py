@@ -102,6 +102,10 @@ def test_seeds_mean_the_same_in_every_script(text, seeds):
     (["--mode", "optuna", "--params", "xi", "--seeds", "1,2"], "takes one seed"),
     (["--cpus-per-trial", "64"], "--cpus-per-trial 64: this machine has"),
     (["--gpus-per-trial", "64"], "--gpus-per-trial 64: this machine has"),
+    (["--mode", "grid", "--retrain-seeds", "0-2"], "--retrain-seeds: --mode grid ends without a re-training"),
+    (["--retrain-seeds", "a"], "expected seeds such as"),
+    (["--mode", "retrain"], "--mode retrain needs --from"),
+    (["--mode", "retrain", "--from", "/nowhere"], "--from /nowhere: no best.json or model.json there"),
 ])
 def test_invalid_search_arguments_fail_with_one_line(ray_session, tmp_path, capsys, args, needle):
     from tune.search import main
@@ -258,8 +262,8 @@ def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path, capsys)
     from tune.search import main
 
     assert main([*TINY, "--mode", "optuna", "--params", "xi,q,lr", "--num-samples", "6", "--epochs", "4", "--grace-period", "1",
-                 "--max-concurrent", "2", "--cpus-per-trial", "1", "--set", "variant=no_cl", "--storage",
-                 str(tmp_path), "--name", "opt"]) == 0
+                 "--max-concurrent", "2", "--cpus-per-trial", "1", "--set", "variant=no_cl", "--retrain-seeds", "none",
+                 "--storage", str(tmp_path), "--name", "opt"]) == 0
     frame = pd.read_csv(tmp_path / "opt" / "results.csv")
     epochs = frame.groupby("trial_id")["epoch"].max()
     assert len(epochs) == 6 and set(frame["kind"]) == {"search"}
@@ -273,6 +277,82 @@ def test_optuna_with_asha_stops_some_trials_early(ray_session, tmp_path, capsys)
     for trial, last in epochs.items():  # every trial says how it ended: the scheduler's stop, or its epochs
         assert ends[trial]["outcome"] == ("finished" if last == 4 else "stopped"), (trial, last, ends[trial])
     assert set(frame["status"]) == {"ok"}  # a stopped trial ended on the scheduler's rules: it counts
+
+
+def retrain_runs(folder):
+    """{arm: {seed: (val, test recall@20) at the run's best validation evaluation}} of a re-training."""
+    frame = pd.read_csv(folder / "results.csv")
+    assert set(frame["kind"]) == {"retrain"} and set(frame["status"]) == {"ok"}
+    assert not frame.duplicated(["trial_id", "epoch"]).any()
+    best = frame.loc[frame.groupby("trial_id")["val_recall@20"].idxmax()]
+    return {arm: {int(r.seed): (r["val_recall@20"], r["test_recall@20"], r["tau"], r["q"]) for _, r in rows.iterrows()}
+            for arm, rows in best.groupby("sweep")}
+
+
+def test_a_search_ends_by_retraining_its_best_against_the_published_defaults(ray_session, tmp_path, capsys):
+    from kdiffe.config import Config
+    from tune.search import main
+
+    argv = [*TINY, "--set", "patience=0", "--mode", "optuna", "--params", "tau,q", "--num-samples", "2",
+            "--first-trial", "none", "--scheduler", "fifo", "--epochs", "2", "--retrain-seeds", "0,1",
+            "--storage", str(tmp_path), "--name", "s"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "re-training the best configuration and the published defaults with seeds 0,1 (s-retrain;" in out
+    assert out.count("done in") == 1 and out.index("done in") > out.index("found - defaults")
+    best = json.loads((tmp_path / "s" / "best.json").read_text())["best"]
+    runs = retrain_runs(tmp_path / "s-retrain")
+    assert set(runs) == {"found", "defaults"} and all(set(r) == {0, 1} for r in runs.values())
+    assert {r[2:] for r in runs["found"].values()} == {(best["tau"], best["q"])}
+    assert {r[2:] for r in runs["defaults"].values()} == {(Config().tau, Config().q)}
+    record = json.loads((tmp_path / "s-retrain" / "experiment.json").read_text())
+    assert record["runs"][-1]["exit"] == 0 and "--from" in record["runs"][-1]["command"]
+    table = (tmp_path / "s-retrain" / "retrain.md").read_text()
+    found_val = [v[0] for _, v in sorted(runs["found"].items())]
+    diff = np.subtract(found_val, [v[0] for _, v in sorted(runs["defaults"].items())])
+    assert f"| found | tau={best['tau']:.4g}, q={best['q']} | 0,1 | {np.mean(found_val):.4f} ± " \
+           f"{np.std(found_val, ddof=1):.4f} |" in table
+    assert f"| found - defaults (paired, 95 % CI) | | 2 shared | {diff.mean():+.4f} [" in table
+    assert all(line in out for line in table.splitlines()[2:]) and "Verdict (paired t over seeds, 5 %)" in out
+
+
+def test_a_search_continues_its_retraining_unless_it_ended(ray_session, tmp_path, capsys):
+    from tune.search import main
+
+    argv = [*TINY, "--set", "patience=0", "--mode", "random", "--params", "tau", "--num-samples", "1",
+            "--scheduler", "fifo", "--epochs", "1", "--retrain-seeds", "0,1", "--storage", str(tmp_path), "--name", "s"]
+    assert main(argv) == 0
+    folder = tmp_path / "s-retrain"
+    before = pd.read_csv(folder / "results.csv")
+    capsys.readouterr()
+    assert main(["--storage", str(tmp_path), "--name", "s", "--resume"]) == 0  # ended: nothing re-trains
+    out = capsys.readouterr().out
+    assert "re-training" not in out and "done in" in out
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), before)
+    record = json.loads((folder / "experiment.json").read_text())
+    record["runs"][-1]["exit"] = 130  # as if the re-training had been interrupted
+    (folder / "experiment.json").write_text(json.dumps(record))
+    gone = sorted(before["trial_id"].unique())[0]
+    shutil.rmtree(folder / "trials" / gone)
+    assert main(["--storage", str(tmp_path), "--name", "s", "--resume", "--retrain-seeds", "0,1"]) == 0
+    assert "re-training the best configuration: continuing s-retrain" in capsys.readouterr().out
+    after = pd.read_csv(folder / "results.csv")
+    assert after["trial_id"].nunique() == 4 and not after.duplicated(["trial_id", "epoch"]).any()
+    assert main(["--storage", str(tmp_path), "--name", "s", "--resume", "--retrain-seeds", "none"]) == 0
+    assert "re-training" not in capsys.readouterr().out
+
+
+def test_a_retraining_of_the_defaults_runs_one_arm(ray_session, tmp_path, capsys):
+    from tune.search import main
+
+    found = tmp_path / "found.json"
+    found.write_text(json.dumps({"best": {"model": "kdiffe", "variant": "kdiffe", "tau": 0.5, "q": 1, "seed": 9}}))
+    assert main([*TINY, "--mode", "retrain", "--from", str(found), "--params", "tau,q", "--seeds", "3",
+                 "--epochs", "1", "--storage", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "The best configuration found is the published defaults: one arm." in out
+    runs = retrain_runs(tmp_path / "runs" / "found-retrain")
+    assert set(runs) == {"found"} and set(runs["found"]) == {3}
 
 
 def test_files_are_written_whole_or_not_at_all(tmp_path):
@@ -646,7 +726,7 @@ def test_optuna_resume_keeps_ended_trials_and_continues_cut_ones(ray_session, tm
     from tune.search import main
 
     argv = [*TINY, "--set", "patience=0", "--mode", "optuna", "--params", "tau,q", "--num-samples", "4",
-            "--scheduler", "fifo", "--epochs", "3", "--storage", str(tmp_path), "--name", "opt"]
+            "--scheduler", "fifo", "--epochs", "3", "--retrain-seeds", "none", "--storage", str(tmp_path), "--name", "opt"]
     assert main(argv) == 0
     folder = tmp_path / "opt"
     before = pd.read_csv(folder / "results.csv")

@@ -184,6 +184,9 @@ class Script:
     finish: Callable[[Outcome, Experiment, argparse.Namespace], tuple[list[str], int]]
     defaults: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}  #: Config values every trial starts from
     fixed: tuple[tuple[str, str], ...] = ()  #: Config fields the script sets itself -> its option
+    #: What runs after a clean end: (the line announcing it, the argv of this script), or None.
+    follow_up: Callable[[Experiment, argparse.Namespace], tuple[str, list[str]] | None] = lambda exp, args: None
+    free_on_resume: tuple[str, ...] = ()  #: options --resume may change: they decide what follows the run
 
 
 #: What --from never carries over: where and on what a run happens, which the experiment decides.
@@ -250,21 +253,24 @@ def evaluations(epochs: int, eval_every: int) -> int:
 
 
 # ------------------------------------------------------------------------------ resume
-def resolve_resume(args: argparse.Namespace, given: Mapping[str, Any], path: Path) -> tuple[argparse.Namespace, dict]:
-    """The stored options of the experiment at ``path``, with resource options from this command.
+def resolve_resume(args: argparse.Namespace, given: Mapping[str, Any], path: Path,
+                   free: Iterable[str] = ()) -> tuple[argparse.Namespace, dict]:
+    """The stored options of the experiment at ``path``, with resource options (and ``free`` ones)
+    from this command.
 
     An option given now that would change what the trials compute is refused, not ignored.
     """
     record = load_record(path)
     stored = record["settings"]
+    now = (*RESOURCE_OPTIONS, *free)
     for key, value in given.items():
-        if key in RESOURCE_OPTIONS or key in LOCATION_OPTIONS or key not in stored:
+        if key in now or key in LOCATION_OPTIONS or key not in stored:
             continue
         if value != stored[key] and not (key == "data_dir" and str(resolve_data_dir(value)) == stored[key]):
             option = "--" + ("set" if key == "overrides" else key.replace("_", "-"))
             raise ExperimentError(f"{option} {_show(value)}: {path.name} was started with {_show(stored[key])}; "
                                   "--resume continues it as started (choose another --name for a new experiment)")
-    merged = {**vars(args), **stored, **{k: v for k, v in given.items() if k in RESOURCE_OPTIONS}}
+    merged = {**vars(args), **stored, **{k: v for k, v in given.items() if k in now}}
     return argparse.Namespace(**{**merged, "resume": True, "name": args.name, "storage": args.storage}), record
 
 
@@ -350,8 +356,8 @@ class SigtermStop:
             os._exit(EXIT_INTERRUPTED)
 
 
-def _main(script: Script, argv: list[str]) -> int:
-    started = time.monotonic()
+def _main(script: Script, argv: list[str], started: float | None = None) -> int:
+    started = time.monotonic() if started is None else started
     args = build_parser(script).parse_args(argv)
     given = given_options(build_parser(script), argv)
     storage = Path(args.storage).expanduser().resolve()
@@ -366,7 +372,7 @@ def _main(script: Script, argv: list[str]) -> int:
             if not path.is_dir():
                 raise ExperimentError(f"--resume: no experiment at {path}")
             stack.enter_context(ExperimentLock(path, command))
-            args, record = resolve_resume(args, given, path)
+            args, record = resolve_resume(args, given, path, script.free_on_resume)
         elif getattr(args, "dataset", None) is None:
             raise UserError("--dataset is required")
         elif args.name:
@@ -424,7 +430,7 @@ def _main(script: Script, argv: list[str]) -> int:
             record = opened["record"] = start_record(path, script.prog, [script.prog, *argv], settings, record)
         except OSError as exc:
             raise ExperimentError(f"{path / RECORD_FILE}: cannot write ({exc.strerror or exc})") from None
-        code, problem = 1, None
+        code, problem, follow = 1, None, None
         try:
             outcome = run(exp)
             print(f"results: {exp.path / RESULTS_FILE} ({len(outcome.frame)} rows); best: {exp.path / 'best.json'}")
@@ -433,8 +439,9 @@ def _main(script: Script, argv: list[str]) -> int:
                 lines.append(stopped_line)
                 code = EXIT_INTERRUPTED
             elif code == 0:
-                lines += next_steps(exp.path, storage, time.monotonic() - started)
-            print("\n".join(lines))
+                follow = script.follow_up(exp, args)
+                lines += [follow[0]] if follow else next_steps(exp.path, storage, time.monotonic() - started)
+            print("\n".join(lines), flush=True)
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
             print(stopped_line)
@@ -449,7 +456,9 @@ def _main(script: Script, argv: list[str]) -> int:
         if problem is not None:
             raise ExperimentError(f"{problem.filename or path}: {problem.strerror or problem}; nothing that "
                                   f"finished is lost: free some space, then {resume_hint}")
+    if follow is None:
         return code
+    return _main(script, follow[1], started)  # its lock taken now that this one is released
 
 
 # ------------------------------------------------------------------------------ summaries

@@ -80,6 +80,8 @@ SEARCH_SEED = 0
 #: the defaults since this plan's first searches ran): every model of the comparison is searched
 #: the same way, and a resumed part stays as it began.
 SEARCH_FIRST = ("--first-trial", "none")
+#: Nor do they end with tune/search.py's own re-training: the plan re-runs each best with its ablation seeds.
+NO_RETRAIN = ("--retrain-seeds", "none")
 #: theta2 chosen on TikTok validation per variant (docs/benchmarks.md, "θ₂ and L2 scope").
 #: no_s and unguided keep KDiffE's; no_cl, without the contrastive term that also regularises, takes
 #: its own (TikTok seed 0, validation Recall@20: 0.0977 at 1e-5 against 0.0888 at 4e-5, docs/benchmarks.md).
@@ -205,7 +207,7 @@ def plan(args: argparse.Namespace) -> list[Part]:
                 n = args.search_trials * args.ablation_epochs  # the budget; ASHA spends less
                 cost = n * SECONDS_PER_EPOCH[variant] * scale
                 parts.append(Part(name, "search", ["--dataset", dataset, "--mode", "optuna", "--params", ",".join(SEARCH_PARAMS[variant]),
-                                                   "--num-samples", str(args.search_trials), *SEARCH_FIRST, "--seeds", str(SEARCH_SEED),
+                                                   "--num-samples", str(args.search_trials), *SEARCH_FIRST, *NO_RETRAIN, "--seeds", str(SEARCH_SEED),
                                                    *(["--variant", variant] if variant != "kdiffe" else []), *long],
                                   n, cost))
                 run, epochs = training([variant])
@@ -250,7 +252,7 @@ def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: fl
         if dataset in args.search_datasets:
             n = args.search_trials * args.ablation_epochs  # the budget; ASHA spends less
             parts.append(Part(search, "search", ["--dataset", dataset, "--mode", "optuna", "--model", model,
-                                                 "--num-samples", str(args.search_trials), *SEARCH_FIRST, "--seeds", str(SEARCH_SEED),
+                                                 "--num-samples", str(args.search_trials), *SEARCH_FIRST, *NO_RETRAIN, "--seeds", str(SEARCH_SEED),
                                                  *run_args(args.ablation_epochs)], n, n * epoch))
         source = search if dataset in args.search_datasets else (
             f"{searched[0]}-baseline-{model}-search" if searched else "")
@@ -290,7 +292,8 @@ def run_part(storage: Path, part: Part, resources: list[str]) -> int:
     script = import_module(module).SCRIPT
     where = ["--storage", str(storage), "--name", part.name]
     if state(storage, part) == "resume":
-        return main(script, [*where, "--resume", *resources])
+        after = list(NO_RETRAIN) if part.script == "search" else []  # parts that began before it existed too
+        return main(script, [*where, "--resume", *after, *resources])
     settings = best_settings(storage, part.after, part.carried) if part.after else []
     argv = [*part.argv, *settings, *where, *resources]
     return main(script, argv)
