@@ -36,9 +36,11 @@ from .lock import LOCK_FILE, ExperimentLock
 from .store import (RECORD_FILE, ExperimentError, assemble, check_storage, disk_full, end_record, experiment_path,
                     load_record, start_record, write_best)
 from .trainable import resolve_trial_config
+from .tracking import TRACKERS, check_tracker
 
 #: Options that may change on --resume: they decide where and how fast trials run, not what they compute.
-RESOURCE_OPTIONS = ("cpus_per_trial", "threads", "gpus_per_trial", "max_concurrent", "max_failures", "address", "verbose")
+RESOURCE_OPTIONS = ("cpus_per_trial", "threads", "gpus_per_trial", "max_concurrent", "max_failures", "address", "verbose",
+                    "tracker", "tracker_uri")
 #: Options that name the experiment rather than describe it.
 LOCATION_OPTIONS = ("storage", "name", "resume")
 
@@ -134,6 +136,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="experiment name (folder under --storage)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the experiment --name with the options it was started with")
+    parser.add_argument("--tracker", choices=list(TRACKERS), default=None,
+                        help="also log every trial's parameters and evaluations to mlflow, tensorboard or wandb "
+                             "(through Ray Tune's logger callbacks; pip install -e \".[track]\")")
+    parser.add_argument("--tracker-uri", default=None, metavar="URI",
+                        help="mlflow: its tracking URI (default sqlite:///<storage>/mlflow.db); wandb: the project "
+                             "(default the experiment name)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output and the trials' logs")
 
 
@@ -377,6 +385,7 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
             raise UserError("--dataset is required")
         elif args.name:
             experiment_path(storage, args.name)
+        check_tracker(getattr(args, "tracker", None))
         set_ray_env(args.address, args.verbose)  # with the stored --address on resume; before anything imports Ray
         args.data_dir = str(resolve_data_dir(args.data_dir))
         overrides = parse_overrides(args.overrides)
@@ -405,7 +414,8 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
                          seed=plan.seed, grace_period=plan.grace_period, first=plan.first,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
-                         address=args.address, resume=args.resume, verbose=args.verbose)
+                         address=args.address, resume=args.resume, verbose=args.verbose,
+                         tracker=getattr(args, "tracker", None), tracker_uri=getattr(args, "tracker_uri", None))
         resume_hint = f"python {script.prog} --storage {storage} --name {name} --resume"
         stopped_line = f"interrupted: continue with {resume_hint}"
         opened: dict[str, Any] = {}

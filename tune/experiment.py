@@ -64,6 +64,8 @@ class Experiment:
     seed: int = 0
     verbose: bool = False
     first: dict[str, Any] | None = None  #: optuna: the first trial's values (a fresh search only)
+    tracker: str | None = None  #: mlflow | tensorboard | wandb (tune.tracking)
+    tracker_uri: str | None = None
 
     @property
     def path(self) -> Path:
@@ -374,6 +376,7 @@ def run(exp: Experiment) -> Outcome:
     from ray import tune
 
     from .console import Console
+    from .tracking import tracker_callbacks
 
     work = remaining_work(exp)
     if exp.resume:
@@ -400,7 +403,8 @@ def run(exp: Experiment) -> Outcome:
         run_config = tune.RunConfig(
             name=f"run-{index}", storage_path=str(runs), verbose=2 if exp.verbose else 0,
             callbacks=[Console(exp.params, exp.metric, exp.total, ledger, done_before=len(work.ended),
-                               max_t=exp.max_t)],
+                               max_t=exp.max_t),
+                       *tracker_callbacks(exp.tracker, exp.tracker_uri, exp.name, exp.storage, exp.kind)],
             failure_config=tune.FailureConfig(max_failures=exp.max_failures))
         tune_config = tune.TuneConfig(
             metric=exp.metric, mode="max", num_samples=samples, search_alg=search_alg,

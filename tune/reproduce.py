@@ -59,10 +59,11 @@ from kdiffe.paper import FIGURES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # 
 from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
 from tune.store import RECORD_FILE  # noqa: E402
+from tune.tracking import TRACKERS  # noqa: E402
 
 PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search", "baselines")
 #: Options that choose where and how many trials run, passed on to every part's script.
-RESOURCE_FLAGS = ("cpus_per_trial", "threads", "gpus_per_trial", "max_concurrent", "address")
+RESOURCE_FLAGS = ("cpus_per_trial", "threads", "gpus_per_trial", "max_concurrent", "address", "tracker", "tracker_uri")
 #: The grid part, one experiment per figure: q first (with the unguided q grid it makes Figure 5).
 GRID_FIGURES = (9, 6, 7, 8)
 GRID_GROUPS = tuple(FIGURES[n].params for n in GRID_FIGURES)
@@ -344,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-concurrent", default=None,
                         help="trials at a time in every part but scalability, which times one trial at a time")
     parser.add_argument("--address", default=None)
+    parser.add_argument("--tracker", choices=list(TRACKERS), default=None,
+                        help="log every part's trials there too (tune/search.py --tracker)")
+    parser.add_argument("--tracker-uri", default=None)
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its cost; run nothing")
     parser.add_argument("--render-only", action="store_true", help="draw the figures and tables from what is stored")
     return parser
