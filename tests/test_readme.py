@@ -75,3 +75,19 @@ def test_the_readme_synthetic_training_runs_as_written_with_one_epoch(tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 0
     assert "test" in capsys.readouterr().out.lower()
+
+
+def test_the_readme_dry_runs_run_as_written(datasets_dir):
+    """Each README command with --dry-run, run from the repository root as a user would: exit 0, a plan."""
+    import os
+    import subprocess
+    import sys
+
+    dry = [w for w in readme_commands() if "--dry-run" in w and w[0] == "python"]
+    assert len(dry) >= 2
+    env = {**os.environ, "KDIFFE_DATA_DIR": str(datasets_dir)}
+    for words in dry:
+        proc = subprocess.run([sys.executable, *words[1:]], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, (words, proc.stderr[-2000:])
+        assert "trial-epochs" in proc.stdout, words
