@@ -1,9 +1,10 @@
-"""Command line: ``python -m kdiffe train|recommend|export|attention ...``; user mistakes exit 2 with one line.
+"""Command line: ``python -m kdiffe train|recommend|export|data|attention ...``; user mistakes exit 2 with one line.
 
     python -m kdiffe train --dataset tiktok --out runs/kdiffe          # train, save the best model there
     python -m kdiffe train --from results/tiktok-search-kdiffe --seed 1  # re-train a search's best
     python -m kdiffe recommend --model runs/kdiffe --users 0,5 --k 20  # top-k, training items excluded
     python -m kdiffe export --checkpoint results/<experiment>/trials/<trial>/state --out runs/best
+    python -m kdiffe data info --dataset tiktok                         # Table I's numbers and warnings
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="the saved model folder to write")
     _threads(rc)
     _threads(ex)
+    da = sub.add_parser("data", help="datasets: info (a Table-I summary with warnings)")
+    da.add_argument("action", choices=["info"], help="info: users, items, splits, modalities, KG, cold items")
+    _common(da)
+    da.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="dataset fields of Config, e.g. --set data_format=csv --set resplit=1")
+    da.add_argument("--json", action="store_true", help="print the numbers as JSON")
     at = sub.add_parser("attention", help="build the attention matrix S and print statistics")
     _common(at)
     at.add_argument("--M", type=int, default=50, help="walk length")
@@ -155,6 +162,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    import json
+
+    from .datasheet import datasheet, datasheet_lines
+    from .trainer import dataset_for
+
+    config = from_dict({**parse_overrides(args.overrides), "dataset": args.dataset, "data_dir": args.data_dir,
+                        "seed": args.seed})
+    ds = dataset_for(config)
+    print(json.dumps(datasheet(ds), indent=1) if args.json else "\n".join(datasheet_lines(ds)))
+    return 0
+
+
 def _attention(args: argparse.Namespace) -> int:
     if args.M < 1 or args.R < 1 or not 0 <= args.restart < 1:
         raise ConfigError("need --M >= 1, --R >= 1 and 0 <= --restart < 1")
@@ -184,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_threads(args.threads)
         if args.command == "train":
             return _train(args, argv)
-        return {"recommend": _recommend, "export": _export, "attention": _attention}[args.command](args)
+        return {"recommend": _recommend, "export": _export, "attention": _attention, "data": _data}[args.command](args)
     except UserError as exc:
         return report(exc)
     except KeyboardInterrupt:

@@ -46,6 +46,8 @@ LAYER_COMBINES = ("sum", "mean")
 SELECT_ON = ("val", "test")
 L2_SCOPES = ("params", "batch")
 RESPLIT_HOLDOUTS = ("shares", "one")
+#: Dataset folder formats (kdiffe.formats); "auto" detects the folder's.
+DATA_FORMATS = ("auto", "authors", "mmrec", "csv")
 CL_PAIRS = ("main", "modal")
 
 
@@ -70,6 +72,7 @@ class Config:
     resplit: int = 0  #: >0 re-splits the union of train, validation and test per user, with this seed
     resplit_ratios: str = ""  #: "train,val,test" shares of a re-split; "" keeps the published split's shares
     resplit_holdout: str = "shares"  #: "shares": those shares of each user's items; "one": one held out per user
+    data_format: str = "auto"  #: the dataset folder's format (kdiffe.formats): auto (detected), authors, mmrec, csv
     # synthetic dataset size (dataset="synthetic")
     syn_users: int = 600
     syn_items: int = 400
@@ -249,6 +252,8 @@ def validate(cfg: Config) -> None:
         bad("resplit", "must be 0 (the published split) or a seed >= 1")
     if cfg.resplit_holdout not in RESPLIT_HOLDOUTS:
         bad("resplit_holdout", f"choose from {', '.join(RESPLIT_HOLDOUTS)}")
+    if cfg.data_format not in DATA_FORMATS:
+        bad("data_format", f"choose from {', '.join(DATA_FORMATS)}")
     if cfg.resplit_ratios:
         try:
             ratios = [float(x) for x in cfg.resplit_ratios.split(",")]

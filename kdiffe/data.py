@@ -36,6 +36,7 @@ from . import safe_pickle
 from .config import RESPLIT_HOLDOUTS, ConfigError
 from .errors import UserError
 from .files import file_kind, open_regular
+from .formats import detect_format, load_csv, load_mmrec
 
 
 class DatasetError(UserError):
@@ -58,6 +59,8 @@ class Dataset:
     kg_array: np.ndarray | None = None  # (n, 3) int64: item, relation, entity
     kg_file: Path | None = None  # kg.txt, parsed and checked when kg_triples is first used
     notes: tuple[str, ...] = ()
+    user_ids: tuple[str, ...] | None = None  #: the original id of each user index (None: the index is the id)
+    item_ids: tuple[str, ...] | None = None  #: the original id of each item index (kdiffe.formats)
 
     @cached_property
     def kg_triples(self) -> np.ndarray | None:
@@ -110,7 +113,7 @@ def data_places() -> list[Path]:
 
 def _holds_datasets(folder: Path) -> bool:
     try:
-        return _is_dir(folder) and any(_probe(folder / name / "trnMat.pkl") is not None for name in _list_dir(folder))
+        return _is_dir(folder) and any(detect_format(folder / name) for name in _list_dir(folder))
     except DatasetError:
         return False
 
@@ -140,7 +143,7 @@ def available_datasets(data_dir: str | os.PathLike | None = None) -> list[str]:
     found = []
     for name in _list_dir(root):
         st = _probe(root / name / "trnMat.pkl")
-        if st is not None and stat.S_ISREG(st.st_mode):
+        if (st is not None and stat.S_ISREG(st.st_mode)) or (st is None and detect_format(root / name)):
             found.append(name)
     return sorted(found)
 
@@ -563,7 +566,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
                  val_fraction: float = 0.1, max_users: int = 0,
                  synthetic: Mapping[str, int] | None = None, resplit_seed: int = 0,
                  resplit_ratios: tuple[float, float, float] | None = None,
-                 resplit_holdout: str = "shares") -> Dataset:
+                 resplit_holdout: str = "shares", data_format: str = "auto") -> Dataset:
     """Resolve ``name`` ("synthetic" or a folder under the data dir) and load it; ``resplit_seed`` > 0
     re-splits its interactions (:func:`resplit`), ``max_users`` > 0 then subsamples users."""
     if name == "synthetic":
@@ -575,13 +578,20 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
         folder = root / name
         for place in (root, folder):  # an unreadable data dir or folder is named as such
             _probe(place)
-        if _probe(folder / "trnMat.pkl") is None:
+        found = detect_format(folder) if _is_dir(folder) else None
+        if found is None:
             known = available_datasets(root)
             hint = f"available: {', '.join(known + ['synthetic'])}; {searched_places(data_dir)}" if known else \
                 f"no datasets there; {searched_places(data_dir)}"
-            raise DatasetError(f"unknown dataset {name!r}: no {folder / 'trnMat.pkl'} ({hint})")
-        ds = load_folder(folder, seed=seed, val_fraction=val_fraction, name=name)
-        _require_split(ds, "val_fraction", val_fraction, "the validation split derived from train")
+            raise DatasetError(f"unknown dataset {name!r}: no {folder / 'trnMat.pkl'}, nor a .inter or "
+                               f"interactions.csv/.tsv file ({hint})")
+        if data_format not in ("auto", found):
+            raise ConfigError(f"data_format={data_format}: {folder} holds the {found} format")
+        if found == "authors":
+            ds = load_folder(folder, seed=seed, val_fraction=val_fraction, name=name)
+            _require_split(ds, "val_fraction", val_fraction, "the validation split derived from train")
+        else:
+            ds = (load_mmrec if found == "mmrec" else load_csv)(folder, name, seed)
     if resplit_seed:
         ds = resplit(ds, resplit_seed, resplit_ratios, resplit_holdout)
         _require_split(ds, "resplit", resplit_seed, "the re-split (see resplit_ratios, resplit_holdout)")

@@ -73,7 +73,7 @@ def dataset_for(cfg: Config) -> Dataset:
     ratios = tuple(float(x) for x in cfg.resplit_ratios.split(",")) if cfg.resplit_ratios else None
     return load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
                         max_users=cfg.max_users, synthetic=synthetic, resplit_seed=cfg.resplit,
-                        resplit_ratios=ratios, resplit_holdout=cfg.resplit_holdout)
+                        resplit_ratios=ratios, resplit_holdout=cfg.resplit_holdout, data_format=cfg.data_format)
 
 
 class Progress:

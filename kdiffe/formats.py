@@ -1,0 +1,242 @@
+"""Dataset formats researchers already hold, each read into the one :class:`kdiffe.data.Dataset`.
+
+==========  ==================================================================================
+format      a dataset folder holding
+==========  ==================================================================================
+authors     ``trnMat.pkl``, ``valMat.pkl`` (optional), ``tstMat.pkl``, ``<modality>_feat.npy``,
+            ``kg.txt`` (KDiffE's and DiffMM's releases; :func:`kdiffe.data.load_folder`)
+mmrec       ``<name>.inter``: tab-separated with a header holding ``userID``, ``itemID`` and
+            ``x_label`` (0 train, 1 valid, 2 test), as MMRec (Zhou et al.) ships Amazon Baby,
+            Sports and Clothing; ``image_feat.npy``, ``text_feat.npy`` (any
+            ``<modality>_feat.npy``) with row i the features of item i
+csv         ``interactions.csv`` (comma) or ``interactions.tsv`` (tab): a header with ``user``,
+            ``item`` and optionally ``split`` (train, valid, test); ids are any strings. Features
+            as ``<modality>_feat.npy`` with row r the item on row r of ``items.csv`` (one
+            column ``item``), which they need
+==========  ==================================================================================
+
+The format is detected from the folder's files (authors first), or named with
+``--set data_format=...``. In every format:
+
+- ids are mapped to indices (mmrec: its integer ids are the indices, so features stay aligned;
+  csv: ``items.csv``'s order, else first appearance; users by first appearance) and the original
+  ids are kept on the Dataset (``user_ids``, ``item_ids``);
+- a (user, item) pair given more than once is kept once, in its earliest split (train, then
+  valid, then test), and the count is reported;
+- items of validation or test never seen in training (cold items) are kept, and counted;
+- without a split column every interaction is pooled and split with the seeded re-split
+  (:func:`kdiffe.data.resplit`, 80/10/10 per user), and the tool says so;
+- a bad file is one line naming it (and the line of a bad row): a missing column, a split label
+  outside the format's, a non-integer mmrec id, a feature file whose rows disagree with the items.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .config import DATA_FORMATS
+
+FORMATS = DATA_FORMATS[1:]
+SPLITS = ("train", "valid", "test")
+MMREC_COLUMNS = ("userID", "itemID", "x_label")
+CSV_FILES = (("interactions.csv", ","), ("interactions.tsv", "\t"))
+#: Shares (train, valid, test) of the seeded re-split that gives a dataset without a split column its split.
+DERIVED_SPLIT = (0.8, 0.1, 0.1)
+
+
+def _data():
+    from . import data  # kdiffe.data imports this module: read it when called
+
+    return data
+
+
+def detect_format(folder: Path) -> str | None:
+    """The format of a dataset folder (None: none of :data:`FORMATS`)."""
+    data = _data()
+    if data._probe(folder / "trnMat.pkl") is not None:
+        return "authors"
+    try:
+        names = data._list_dir(folder) if data._is_dir(folder) else []
+    except data.DatasetError:
+        return None
+    if any(name.endswith(".inter") for name in names):
+        return "mmrec"
+    if any(name in names for name, _ in CSV_FILES):
+        return "csv"
+    return None
+
+
+def _read_table(path: Path, sep: str, required: tuple[str, ...]):
+    """A delimited text file with a header, every value read as text (nothing in it is executed)."""
+    import io
+
+    import pandas as pd
+
+    data = _data()
+    raw = data._read_bytes(path)
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+                            engine="c")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise data.DatasetError(f"{path}: not a readable {'tab' if sep == chr(9) else 'comma'}-separated file "
+                                f"({data._one_line(exc)})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise data.DatasetError(f"{path}: line 1: no column {missing[0]!r} (columns: {', '.join(frame.columns)})")
+    if frame.empty:
+        raise data.DatasetError(f"{path}: holds no interactions")
+    return frame
+
+
+def _bad_row(path: Path, rows: np.ndarray, what: str, values) -> None:
+    """DatasetError at the first row flagged in ``rows`` (line = row + 2: the header is line 1)."""
+    first = int(np.flatnonzero(rows)[0])
+    raise _data().DatasetError(f"{path}: line {first + 2}: {what} {values[first]!r}")
+
+
+def _index(values: np.ndarray, known: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Indices of ``values``: ``known`` first (in its order), then new ids by first appearance."""
+    import pandas as pd
+
+    order = list(known or []) + [v for v in pd.unique(values) if v not in set(known or [])]
+    lookup = pd.Index(order)
+    return lookup.get_indexer(values).astype(np.int64), order
+
+
+def _assemble(path: Path, name: str, users: np.ndarray, items: np.ndarray, split: np.ndarray | None,
+              shape: tuple[int, int], features: dict, user_ids, item_ids, seed: int, notes: list[str]):
+    """The Dataset of (user, item, split) triples: duplicates kept once in their earliest split,
+    cold items counted, a missing split derived."""
+    data = _data()
+    if split is None:
+        split = np.zeros(len(users), np.int64)
+    keys = users * shape[1] + items
+    order = np.lexsort((split, keys))
+    first = np.ones(len(order), bool)
+    first[1:] = keys[order][1:] != keys[order][:-1]
+    keep = order[first]
+    if len(keep) < len(keys):
+        notes.append(f"{path.name}: {len(keys) - len(keep)} repeated (user, item) pairs kept once, in their "
+                     f"earliest split")
+    users, items, split = users[keep], items[keep], split[keep]
+
+    def part(k: int) -> sp.csr_matrix:
+        m = split == k
+        return data._freeze(data._pairs(users[m], items[m], shape))
+
+    train, val, test = part(0), part(1), part(2)
+    if train.nnz == 0:
+        raise data.DatasetError(f"{path}: no training interactions")
+    ds = data.Dataset(name=name, train=train, val=val, test=test, features=features, notes=(),
+                      user_ids=tuple(user_ids), item_ids=tuple(item_ids))
+    if val.nnz == 0 and test.nnz == 0:
+        ds = data.resplit(ds, seed, DERIVED_SPLIT, "shares")
+        notes.append(f"{path.name}: no split given: derived with the seeded re-split "
+                     f"{'/'.join(f'{r:g}' for r in DERIVED_SPLIT)} (train/valid/test) per user, seed {seed}")
+    else:
+        for matrix, label in ((val, "validation"), (test, "test")):
+            if matrix.nnz == 0:
+                raise data.DatasetError(f"{path}: the {label} split holds no interactions")
+    seen = np.asarray(ds.train.sum(axis=0)).ravel() > 0
+    for matrix, label in ((ds.val, "validation"), (ds.test, "test")):
+        cold = ~seen[matrix.indices]
+        if cold.any():
+            notes.append(f"{label}: {int(cold.sum())} interactions on {len(np.unique(matrix.indices[cold]))} items "
+                         "never seen in training (cold items: kept)")
+    return data.replace(ds, notes=ds.notes + tuple(notes))
+
+
+def _features(folder: Path, n_items: int, names: list[str]) -> dict:
+    data = _data()
+    return {p[: -len("_feat.npy")]: data._load_features(folder / p, n_items) for p in sorted(names)
+            if p.endswith("_feat.npy")}
+
+
+def load_mmrec(folder: Path, name: str, seed: int = 0):
+    """MMRec's ``<name>.inter`` (userID, itemID, x_label) and its aligned ``*_feat.npy``."""
+    data = _data()
+    names = data._list_dir(folder)
+    inters = sorted(n for n in names if n.endswith(".inter"))
+    if len(inters) > 1:
+        raise data.DatasetError(f"{folder}: {len(inters)} .inter files ({', '.join(inters)}); keep one")
+    path = folder / inters[0]
+    frame = _read_table(path, "\t", MMREC_COLUMNS)
+    ids = {}
+    for column in ("userID", "itemID"):
+        text = frame[column].to_numpy()
+        bad = ~np.char.isdigit(text.astype(str))
+        if bad.any():
+            _bad_row(path, bad, f"{column} is not a non-negative integer:", text)
+        ids[column] = text.astype(np.int64)
+    labels = frame["x_label"].str.strip().to_numpy()
+    bad = ~np.isin(labels, ("0", "1", "2"))
+    if bad.any():
+        _bad_row(path, bad, "x_label is not 0, 1 or 2 (train, valid, test):", labels)
+    features = {}
+    feature_files = [n for n in names if n.endswith("_feat.npy")]
+    n_items = int(ids["itemID"].max()) + 1
+    if feature_files:  # the features fix the item count: row i is item i
+        rows = {f: _peek_rows(folder / f) for f in feature_files}
+        n_items = max(rows.values())
+        too_far = ids["itemID"] >= min(rows.values())
+        if too_far.any():
+            short = min(rows, key=rows.get)
+            _bad_row(path, too_far, f"itemID beyond the {rows[short]} rows of {short}:", frame["itemID"].to_numpy())
+        features = _features(folder, n_items, feature_files)
+    n_users = int(ids["userID"].max()) + 1
+    return _assemble(path, name, ids["userID"], ids["itemID"], labels.astype(np.int64), (n_users, n_items),
+                     features, map(str, range(n_users)), map(str, range(n_items)), seed, [])
+
+
+def _peek_rows(path: Path) -> int:
+    """Rows an .npy file declares (its header, checked against the file's size when loaded)."""
+    data = _data()
+    with data._open_regular(path) as fh:
+        data._check_npy_header(path, fh)
+        try:
+            version = np.lib.format.read_magic(fh)
+            shape, _, _ = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)(fh)
+        except Exception as exc:
+            raise data.DatasetError(f"{path}: not a readable .npy array ({data._one_line(exc)})") from None
+    if len(shape) != 2:
+        raise data.DatasetError(f"{path}: expected shape (items, dim), got {shape}")
+    return int(shape[0])
+
+
+def load_csv(folder: Path, name: str, seed: int = 0):
+    """``interactions.csv`` / ``.tsv`` (user, item[, split]) with optional ``items.csv`` and features."""
+    data = _data()
+    names = data._list_dir(folder)
+    path, sep = next((folder / n, s) for n, s in CSV_FILES if n in names)
+    frame = _read_table(path, sep, ("user", "item"))
+    split = None
+    if "split" in frame.columns:
+        labels = frame["split"].str.strip().str.lower().to_numpy()
+        bad = ~np.isin(labels, SPLITS)
+        if bad.any():
+            _bad_row(path, bad, "split is not train, valid or test:", frame["split"].to_numpy())
+        split = np.select([labels == "train", labels == "valid"], [0, 1], 2).astype(np.int64)
+    known = None
+    feature_files = [n for n in names if n.endswith("_feat.npy")]
+    if "items.csv" in names:
+        listed = _read_table(folder / "items.csv", ",", ("item",))["item"].to_numpy()
+        if len(set(listed)) < len(listed):
+            repeated = np.zeros(len(listed), bool)
+            repeated[[i for i, v in enumerate(listed) if v in set(listed[:i])]] = True
+            _bad_row(folder / "items.csv", repeated, "item listed twice:", listed)
+        known = list(listed)
+        unlisted = ~np.isin(frame["item"].to_numpy(), listed)
+        if unlisted.any():
+            _bad_row(path, unlisted, "item not in items.csv:", frame["item"].to_numpy())
+    elif feature_files:
+        raise data.DatasetError(f"{folder / feature_files[0]}: features need items.csv (the item of each row)")
+    users, user_ids = _index(frame["user"].to_numpy())
+    items, item_ids = _index(frame["item"].to_numpy(), known)
+    features = _features(folder, len(item_ids), feature_files)
+    return _assemble(path, name, users, items, split, (len(user_ids), len(item_ids)), features, user_ids,
+                     item_ids, seed, [])
