@@ -121,21 +121,28 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-def _users(text: str) -> list[int]:
+def _users(text: str, ids: Sequence[str] | None = None) -> list[int]:
+    """--users as row indices: integers, or the dataset's own ids where it has them (kdiffe.formats)."""
+    given = [u.strip() for u in text.split(",") if u.strip()]
+    if not given:
+        raise ConfigError("--users: give at least one user id")
+    if ids is not None:
+        index = {user: row for row, user in enumerate(ids)}
+        unknown = [u for u in given if u not in index]
+        if unknown:
+            raise ConfigError(f"--users: {unknown[0]!r} is not a user id of the dataset (its ids are its own, "
+                              f"e.g. {ids[0]!r})")
+        return [index[u] for u in given]
     try:
-        users = [int(u) for u in text.split(",") if u.strip()]
+        return [int(u) for u in given]
     except ValueError:
         raise ConfigError(f"--users {text!r}: expected comma-separated user ids, e.g. 0,5") from None
-    if not users:
-        raise ConfigError("--users: give at least one user id")
-    return users
 
 
 def _recommend(args: argparse.Namespace) -> int:
     from .serving import ModelError, load_model, recommend
 
     model = load_model(args.model)
-    users = _users(args.users)
     from .trainer import dataset_for
 
     config = model.config
@@ -146,11 +153,14 @@ def _recommend(args: argparse.Namespace) -> int:
     if (ds.n_users, ds.n_items) != (model.n_users, model.n_items):
         raise ModelError(f"--model {args.model}: {model.n_users} users x {model.n_items} items, but dataset "
                          f"{ds.name} has {ds.n_users} x {ds.n_items}")
+    users = _users(args.users, ds.user_ids)
     items, scores = recommend(model, users, args.k, exclude=ds.train)
+    user_name = (lambda u: ds.user_ids[u]) if ds.user_ids is not None else str  # noqa: E731
+    item_name = (lambda i: ds.item_ids[i]) if ds.item_ids is not None else str  # noqa: E731
     print(f"top-{args.k} of {len(users)} user(s) from {args.model} ({config.get('model', 'kdiffe')} on {ds.name}; "
           "training items excluded)")
     for user, row, row_scores in zip(users, items, scores):
-        print(f"user {user}: " + " ".join(f"{i}({s:.3f})" for i, s in zip(row, row_scores)))
+        print(f"user {user_name(user)}: " + " ".join(f"{item_name(i)}({s:.3f})" for i, s in zip(row, row_scores)))
     return 0
 
 

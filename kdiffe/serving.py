@@ -5,7 +5,9 @@ A saved model is a folder:
 - ``user_embeddings.npy`` and ``item_embeddings.npy``: the final embeddings (users x d, items x d,
   float32) of the run's best validation evaluation, the ones its reported test numbers come from;
   every registered model ranks by their dot product (Eq. 7 for KDiffE);
-- ``model.json``: the resolved Config, that evaluation's metrics, the dataset's name and sizes.
+- ``model.json``: the resolved Config, that evaluation's metrics, the dataset's name and sizes;
+- ``ids.json`` (datasets with ids of their own, :mod:`kdiffe.formats`): ``{"users": [...], "items":
+  [...]}``, the original id of each embedding row; ``recommend`` takes and prints those ids.
 
 Nothing in it is pickled: ``numpy.load(allow_pickle=False)`` and ``json`` read it, so an untrusted
 folder cannot run code. :func:`export_checkpoint` writes one from a trainer checkpoint
@@ -66,8 +68,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+IDS_FILE = "ids.json"
+
+
 def save_model(folder: str | Path, users: np.ndarray, items: np.ndarray, config: Mapping[str, Any],
-               evaluation: Mapping[str, Any], dataset: str) -> Path:
+               evaluation: Mapping[str, Any], dataset: str, user_ids: Sequence[str] | None = None,
+               item_ids: Sequence[str] | None = None) -> Path:
     """Write a saved model folder (see the module docstring); returns it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,6 +88,8 @@ def save_model(folder: str | Path, users: np.ndarray, items: np.ndarray, config:
     meta = {"format": FORMAT, "dataset": dataset, "n_users": int(users.shape[0]), "n_items": int(items.shape[0]),
             "dim": int(users.shape[1]), "config": dict(config), "evaluation": dict(evaluation),
             "scores": "dot product of user_embeddings.npy and item_embeddings.npy rows"}
+    if user_ids is not None and item_ids is not None:
+        write_atomic(folder / IDS_FILE, json.dumps({"users": list(user_ids), "items": list(item_ids)}))
     write_atomic(folder / MODEL_FILE, json.dumps(_plain(meta), indent=2, default=str))
     return folder
 

@@ -326,7 +326,7 @@ class Trainer:
             raise ModelError("no evaluation yet: nothing to save (train at least one epoch)")
         users, items = self.best_embeddings
         return save_model(folder, users.numpy(), items.numpy(), self.config.to_dict(), self.history.best or {},
-                          self.dataset.name)
+                          self.dataset.name, self.dataset.user_ids, self.dataset.item_ids)
 
     # checkpoints --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -173,3 +173,25 @@ def test_data_info_prints_table_one_numbers_and_warns_of_cold_items(tmp_path, ca
     assert sheet["cold_interactions"] == {"validation": 0, "test": 1} and sheet["users_without_training"] == 1
     assert main(["data", "info", "--dataset", "d", "--data-dir", str(tmp_path), "--set", "data_format=rdf"]) == 2
     assert "data_format" in capsys.readouterr().err
+
+
+def test_a_model_trained_on_string_ids_recommends_in_those_ids(tmp_path, capsys):
+    import json
+
+    from kdiffe.cli import main
+
+    write_csv(tmp_path / "d", items=[f"i{i}" for i in range(5)])
+    out = tmp_path / "model"
+    assert main(["train", "--dataset", "d", "--data-dir", str(tmp_path), "--model", "lightgcn", "--epochs", "1",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    ids = json.loads((out / "ids.json").read_text())
+    assert ids == {"users": ["u0", "u1", "u2", "u3"], "items": [f"i{i}" for i in range(5)]}
+    capsys.readouterr()
+    assert main(["recommend", "--model", str(out), "--users", "u2,u0", "--k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    top = {line.split(":")[0]: [w.split("(")[0] for w in line.split(": ")[1].split()] for line in lines}
+    assert list(top) == ["user u2", "user u0"]
+    assert not {"i2", "i3"} & set(top["user u2"]) and not {"i0", "i1"} & set(top["user u0"])  # trained on: excluded
+    assert set(top["user u2"]) == {"i0", "i1", "i4"} and set(top["user u0"]) == {"i2", "i3", "i4"}
+    assert main(["recommend", "--model", str(out), "--users", "7"]) == 2
+    assert "--users: '7' is not a user id of the dataset" in capsys.readouterr().err
