@@ -144,11 +144,21 @@ def is_degenerate(kg: KnowledgeGraph) -> bool:
     """True when the KG cannot distinguish items: a handful of entities, or one shared entity set."""
     if kg.n_entities <= 10:
         return True
-    linked = np.zeros((kg.n_items, kg.n_entities), dtype=bool)
-    linked[kg.triples[:, 0], kg.triples[:, 2]] = True
-    has_any = linked.any(axis=1)
-    distinct_sets = np.unique(linked[has_any], axis=0).shape[0] if has_any.any() else 0
-    return distinct_sets <= 3
+    return _distinct_entity_sets(kg.triples[:, 0], kg.triples[:, 2]) <= 3
+
+
+def _distinct_entity_sets(items: np.ndarray, entities: np.ndarray) -> int:
+    """How many different sets of linked entities the items with any link have: each item's set is
+    summarised by its size and two sums of random 61-bit codes of its entities (sparse; the chance
+    that two different sets agree on all three is about 2^-120)."""
+    pairs = np.unique(np.stack([items, entities], axis=1).astype(np.int64), axis=0)
+    if not len(pairs):
+        return 0
+    codes = np.random.default_rng(0).integers(0, 2**61, size=(2, int(pairs[:, 1].max()) + 1), dtype=np.uint64)
+    starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
+    summary = [np.add.reduceat(codes[k][pairs[:, 1]], starts) for k in range(2)]  # wraps mod 2^64: fine
+    sizes = np.diff(np.r_[starts, len(pairs)])
+    return len(np.unique(np.stack([sizes.astype(np.uint64), *summary], axis=1), axis=0))
 
 
 def segment_softmax(logits: torch.Tensor, segments: torch.Tensor, n_segments: int) -> torch.Tensor:

@@ -94,3 +94,19 @@ def test_aggregator_shapes_and_items_without_triples_unchanged():
     torch.testing.assert_close(out.norm(dim=1), items.norm(dim=1))
     out.sum().backward()
     assert agg.projections[0].weight.grad is not None and agg.relation.weight.grad is not None
+
+
+def test_distinct_entity_sets_match_a_dense_count_without_building_one():
+    from kdiffe.knowledge import _distinct_entity_sets
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n_items, n_entities = int(rng.integers(1, 30)), int(rng.integers(1, 20))
+        m = int(rng.integers(0, 3 * n_items + 1))
+        items, entities = rng.integers(0, n_items, m), rng.integers(0, n_entities, m)
+        dense = np.zeros((n_items, n_entities), bool)
+        dense[items, entities] = True
+        linked = dense.any(axis=1)
+        expected = np.unique(dense[linked], axis=0).shape[0] if linked.any() else 0
+        assert _distinct_entity_sets(items, entities) == expected
+    assert _distinct_entity_sets(np.array([0, 0, 1, 1, 2]), np.array([3, 4, 4, 3, 3])) == 2  # {3,4} twice, {3}
