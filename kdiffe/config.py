@@ -47,7 +47,7 @@ SELECT_ON = ("val", "test")
 L2_SCOPES = ("params", "batch")
 RESPLIT_HOLDOUTS = ("shares", "one")
 #: Dataset folder formats (kdiffe.formats); "auto" detects the folder's.
-DATA_FORMATS = ("auto", "authors", "mmrec", "csv")
+DATA_FORMATS = ("auto", "authors", "mmrec", "recbole", "csv")
 CL_PAIRS = ("main", "modal")
 
 
@@ -72,7 +72,7 @@ class Config:
     resplit: int = 0  #: >0 re-splits the union of train, validation and test per user, with this seed
     resplit_ratios: str = ""  #: "train,val,test" shares of a re-split; "" keeps the published split's shares
     resplit_holdout: str = "shares"  #: "shares": those shares of each user's items; "one": one held out per user
-    data_format: str = "auto"  #: the dataset folder's format (kdiffe.formats): auto (detected), authors, mmrec, csv
+    data_format: str = "auto"  #: the dataset folder's format (kdiffe.formats): auto (detected), authors, mmrec, recbole, csv
     # synthetic dataset size (dataset="synthetic")
     syn_users: int = 600
     syn_items: int = 400

@@ -36,7 +36,7 @@ from . import safe_pickle
 from .config import RESPLIT_HOLDOUTS, ConfigError
 from .errors import UserError
 from .files import file_kind, open_regular
-from .formats import detect_format, load_csv, load_mmrec
+from .formats import LOADERS, detect_format
 
 
 class DatasetError(UserError):
@@ -591,7 +591,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
             ds = load_folder(folder, seed=seed, val_fraction=val_fraction, name=name)
             _require_split(ds, "val_fraction", val_fraction, "the validation split derived from train")
         else:
-            ds = (load_mmrec if found == "mmrec" else load_csv)(folder, name, seed)
+            ds = LOADERS[found](folder, name, seed)
     if resplit_seed:
         ds = resplit(ds, resplit_seed, resplit_ratios, resplit_holdout)
         _require_split(ds, "resplit", resplit_seed, "the re-split (see resplit_ratios, resplit_holdout)")

@@ -9,6 +9,11 @@ mmrec       ``<name>.inter``: tab-separated with a header holding ``userID``, ``
             ``x_label`` (0 train, 1 valid, 2 test), as MMRec (Zhou et al.) ships Amazon Baby,
             Sports and Clothing; ``image_feat.npy``, ``text_feat.npy`` (any
             ``<modality>_feat.npy``) with row i the features of item i
+recbole     RecBole's atomic files: ``<name>.inter`` (tab-separated, typed header such as
+            ``user_id:token  item_id:token  rating:float``), or pre-split ``<name>.train.inter``,
+            ``<name>.valid.inter``, ``<name>.test.inter``; optionally a KG as ``<name>.kg``
+            (``head_id``, ``relation_id``, ``tail_id``) with ``<name>.link`` (``item_id``,
+            ``entity_id``), read as (item, relation, entity) triples (``--set kg=file``)
 csv         ``interactions.csv`` (comma) or ``interactions.tsv`` (tab): a header with ``user``,
             ``item`` and optionally ``split`` (train, valid, test); ids are any strings. Features
             as ``<modality>_feat.npy`` with row r the item on row r of ``items.csv`` (one
@@ -62,11 +67,22 @@ def detect_format(folder: Path) -> str | None:
         names = data._list_dir(folder) if data._is_dir(folder) else []
     except data.DatasetError:
         return None
-    if any(name.endswith(".inter") for name in names):
-        return "mmrec"
+    inters = sorted(name for name in names if name.endswith(".inter"))
+    if inters:
+        return "recbole" if ":" in _header(folder / inters[0]) else "mmrec"
     if any(name in names for name, _ in CSV_FILES):
         return "csv"
     return None
+
+
+def _header(path: Path) -> str:
+    """The first line of a text file (at most 64 KiB read)."""
+    data = _data()
+    with data._open_regular(path) as fh:
+        try:
+            return fh.read(65536).split(b"\n", 1)[0].decode("utf-8", "replace")
+        except OSError as exc:
+            raise data.DatasetError(f"{path}: cannot read ({data._why(exc)})") from None
 
 
 def _read_table(path: Path, sep: str, required: tuple[str, ...]):
@@ -240,3 +256,73 @@ def load_csv(folder: Path, name: str, seed: int = 0):
     features = _features(folder, len(item_ids), feature_files)
     return _assemble(path, name, users, items, split, (len(user_ids), len(item_ids)), features, user_ids,
                      item_ids, seed, [])
+
+
+RECBOLE_SPLITS = (".train.inter", ".valid.inter", ".test.inter")
+
+
+def _recbole_table(path: Path, fields: tuple[str, ...]):
+    """A RecBole atomic file with its typed header (``name:type``) read by field name."""
+    frame = _read_table(path, "\t", ())
+    frame.columns = [c.split(":", 1)[0] for c in frame.columns]
+    missing = [f for f in fields if f not in frame.columns]
+    if missing:
+        raise _data().DatasetError(f"{path}: line 1: no field {missing[0]!r} (fields: {', '.join(frame.columns)})")
+    return frame
+
+
+def load_recbole(folder: Path, name: str, seed: int = 0):
+    """RecBole's atomic ``.inter`` files (one, or pre-split train/valid/test), with an optional ``.kg`` + ``.link``."""
+    import pandas as pd
+
+    data = _data()
+    names = data._list_dir(folder)
+    split_files = [next((n for n in names if n.endswith(end)), None) for end in RECBOLE_SPLITS]
+    if all(split_files):
+        parts = [(folder / f, k) for k, f in enumerate(split_files)]
+    elif any(split_files):
+        given = [f for f in split_files if f]
+        raise data.DatasetError(f"{folder / given[0]}: a pre-split RecBole dataset needs all of "
+                                f"{', '.join('<name>' + e for e in RECBOLE_SPLITS)}")
+    else:
+        inters = sorted(n for n in names if n.endswith(".inter"))
+        if len(inters) > 1:
+            raise data.DatasetError(f"{folder}: {len(inters)} .inter files ({', '.join(inters)}); keep one")
+        parts = [(folder / inters[0], -1)]
+    frames = []
+    for path, k in parts:
+        frame = _recbole_table(path, ("user_id", "item_id"))[["user_id", "item_id"]]
+        frames.append(frame.assign(split=max(k, 0)))
+    table = pd.concat(frames, ignore_index=True)
+    users, user_ids = _index(table["user_id"].to_numpy())
+    items, item_ids = _index(table["item_id"].to_numpy())
+    split = None if parts[0][1] < 0 else table["split"].to_numpy(np.int64)
+    ds = _assemble(parts[0][0], name, users, items, split, (len(user_ids), len(item_ids)), {}, user_ids,
+                   item_ids, seed, [])
+    kg_name, link_name = next((n for n in names if n.endswith(".kg")), None), next(
+        (n for n in names if n.endswith(".link")), None)
+    if kg_name and link_name:
+        return data.replace(ds, kg_array=_recbole_kg(folder / kg_name, folder / link_name, item_ids))
+    if kg_name or link_name:
+        raise data.DatasetError(f"{folder / (kg_name or link_name)}: a RecBole KG needs both a .kg and a .link file")
+    return ds
+
+
+def _recbole_kg(kg_path: Path, link_path: Path, item_ids: list[str]) -> np.ndarray:
+    """(item, relation, entity) int64 triples: each .kg triple whose head is an item's entity (.link)."""
+    import pandas as pd
+
+    link = _recbole_table(link_path, ("item_id", "entity_id"))
+    kg = _recbole_table(kg_path, ("head_id", "relation_id", "tail_id"))
+    item_index = pd.Index(item_ids).get_indexer(link["item_id"].to_numpy())
+    link = link.assign(item=item_index)[item_index >= 0]  # items the interactions never name are dropped
+    joined = kg.merge(link[["entity_id", "item"]], left_on="head_id", right_on="entity_id")
+    if joined.empty:
+        raise _data().DatasetError(f"{kg_path}: no triple's head_id is an entity of an item in {link_path.name}")
+    relations, _ = _index(joined["relation_id"].to_numpy())
+    entities, _ = _index(joined["tail_id"].to_numpy())
+    return np.unique(np.stack([joined["item"].to_numpy(np.int64), relations, entities], axis=1), axis=0)
+
+
+#: The reader of each format but the authors' (kdiffe.data.load_folder).
+LOADERS = {"mmrec": load_mmrec, "recbole": load_recbole, "csv": load_csv}

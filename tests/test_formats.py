@@ -41,6 +41,21 @@ def write_csv(folder, pairs=PAIRS, sep=",", name="interactions.csv", split=True,
         (folder / "items.csv").write_text("item\n" + "\n".join(items) + "\n")
 
 
+def write_recbole(folder, pairs=PAIRS, presplit=True, kg=None):
+    folder.mkdir(parents=True)
+    head = "user_id:token\titem_id:token\trating:float"
+    files = {k: f"{folder.name}{end}" for k, end in enumerate((".train.inter", ".valid.inter", ".test.inter"))}
+    for k, file in (files.items() if presplit else [(None, f"{folder.name}.inter")]):
+        rows = [f"u{u}\ti{i}\t1.0" for u, i, s in pairs if k is None or s == k]
+        (folder / file).write_text("\n".join([head, *rows]) + "\n")
+    if kg is not None:
+        links, triples = kg
+        (folder / f"{folder.name}.link").write_text("item_id:token\tentity_id:token\n" +
+                                                    "".join(f"{i}\t{e}\n" for i, e in links))
+        (folder / f"{folder.name}.kg").write_text("head_id:token\trelation_id:token\ttail_id:token\n" +
+                                                  "".join(f"{h}\t{r}\t{t}\n" for h, r, t in triples))
+
+
 def same_splits(a, b):
     for part in ("train", "val", "test"):
         assert (getattr(a, part) != getattr(b, part)).nnz == 0, part
@@ -195,3 +210,46 @@ def test_a_model_trained_on_string_ids_recommends_in_those_ids(tmp_path, capsys)
     assert set(top["user u2"]) == {"i0", "i1", "i4"} and set(top["user u0"]) == {"i2", "i3", "i4"}
     assert main(["recommend", "--model", str(out), "--users", "7"]) == 2
     assert "--users: '7' is not a user id of the dataset" in capsys.readouterr().err
+
+
+def test_recbole_atomic_files_give_the_same_dataset_and_read_their_kg(tmp_path):
+    links = [("i0", "m.a"), ("i1", "m.b"), ("i9", "m.z")]  # i9 is in no interaction: dropped
+    triples = [("m.a", "genre", "g1"), ("m.a", "director", "d7"), ("m.b", "genre", "g1"), ("g1", "sub", "g2"),
+               ("m.z", "genre", "g3")]
+    write_recbole(tmp_path / "rb", kg=(links, triples))
+    ds = load_dataset("rb", tmp_path)
+    assert ds.item_ids == ("i0", "i1", "i3", "i2", "i4")  # first appearance (train, then valid, then test)
+    for k, part in enumerate(("train", "val", "test")):  # the same interactions, in their own ids
+        rows, cols = getattr(ds, part).nonzero()
+        assert sorted((ds.user_ids[u], ds.item_ids[i]) for u, i in zip(rows, cols)) == \
+            sorted((f"u{u}", f"i{i}") for u, i, s in PAIRS if s == k)
+    named = {(ds.item_ids[i], r, e) for i, r, e in ds.kg_triples.tolist()}
+    assert len(named) == 3 and {i for i, _, _ in named} == {"i0", "i1"}
+    by_item = {}
+    for item, relation, entity in ds.kg_triples.tolist():
+        by_item.setdefault(ds.item_ids[item], set()).add((relation, entity))
+    assert by_item["i0"] > by_item["i1"] and len(by_item["i0"]) == 2  # i0: genre g1 and director d7; i1: genre g1
+
+
+def test_a_single_recbole_inter_file_is_split_by_the_seeded_resplit(tmp_path):
+    pairs = [(u, i, 0) for u in range(30) for i in range(u % 7, u % 7 + 10)]
+    write_recbole(tmp_path / "rb", pairs=pairs, presplit=False)
+    ds = load_dataset("rb", tmp_path, seed=1)
+    assert ds.train.nnz + ds.val.nnz + ds.test.nnz == len(pairs) and ds.val.nnz and ds.test.nnz
+    assert any("no split given" in n for n in ds.notes)
+
+
+@pytest.mark.parametrize("write,needle", [
+    (lambda d: (write_recbole(d), (d / "d.test.inter").unlink()), "a pre-split RecBole dataset needs all of"),
+    (lambda d: (d.mkdir(parents=True), (d / "d.inter").write_text("user_id:token\titem:token\nu\ti\n")),
+     "d.inter: line 1: no field 'item_id' (fields: user_id, item)"),
+    (lambda d: write_recbole(d, kg=([("i0", "m.a")], [("m.q", "genre", "g1")])),
+     "d.kg: no triple's head_id is an entity of an item in d.link"),
+    (lambda d: (write_recbole(d), (d / "d.kg").write_text("head_id:token\trelation_id:token\ttail_id:token\n")),
+     "d.kg: a RecBole KG needs both a .kg and a .link file"),
+])
+def test_bad_recbole_files_are_one_line(tmp_path, write, needle):
+    write(tmp_path / "d")
+    with pytest.raises(DatasetError) as err:
+        load_dataset("d", tmp_path)
+    assert needle in str(err.value) and "\n" not in str(err.value)
