@@ -70,8 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="the saved model folder to write")
     _threads(rc)
     _threads(ex)
-    da = sub.add_parser("data", help="datasets: info (a Table-I summary with warnings)")
-    da.add_argument("action", choices=["info"], help="info: users, items, splits, modalities, KG, cold items")
+    da = sub.add_parser("data", help="datasets: info (a Table-I summary with warnings), convert (to another format)")
+    da.add_argument("action", choices=["info", "convert"],
+                    help="info: users, items, splits, modalities, KG, cold items; convert: --to FORMAT --out DIR")
+    da.add_argument("--to", default=None, help="convert: authors or mmrec")
+    da.add_argument("--out", default=None, help="convert: the new dataset folder (new or empty)")
     _common(da)
     da.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="dataset fields of Config, e.g. --set data_format=csv --set resplit=1")
@@ -180,7 +183,15 @@ def _data(args: argparse.Namespace) -> int:
 
     config = from_dict({**parse_overrides(args.overrides), "dataset": args.dataset, "data_dir": args.data_dir,
                         "seed": args.seed})
+    if args.action == "convert" and not (args.to and args.out):
+        raise ConfigError("data convert needs --to (authors or mmrec) and --out DIR")
     ds = dataset_for(config)
+    if args.action == "convert":
+        from .formats import write_dataset
+
+        files = write_dataset(ds, args.out, args.to)
+        print(f"{ds.name} written in the {args.to} format to {args.out}: {', '.join(f.name for f in files)}")
+        return 0
     print(json.dumps(datasheet(ds), indent=1) if args.json else "\n".join(datasheet_lines(ds)))
     return 0
 

@@ -326,3 +326,65 @@ def _recbole_kg(kg_path: Path, link_path: Path, item_ids: list[str]) -> np.ndarr
 
 #: The reader of each format but the authors' (kdiffe.data.load_folder).
 LOADERS = {"mmrec": load_mmrec, "recbole": load_recbole, "csv": load_csv}
+
+
+#: Formats a dataset can be written in (``python -m kdiffe data convert``).
+WRITABLE = ("authors", "mmrec")
+
+
+def write_dataset(ds, out: Path, to: str) -> list[Path]:
+    """Write ``ds`` (its splits, features and KG triples) to the empty or new folder ``out`` in the
+    format ``to``; returns the files written. Original ids, where the dataset has them, go to
+    ``ids.json`` beside (neither format has a place for them)."""
+    import json
+    import pickle
+
+    from .files import replace_atomic, write_atomic
+
+    data = _data()
+    if to not in WRITABLE:
+        raise data.DatasetError(f"--to {to}: choose from {', '.join(WRITABLE)}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise data.DatasetError(f"--out {out}: exists and is not an empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(path: Path, write) -> None:
+        replace_atomic(path, write)
+        written.append(path)
+
+    def binary(payload: bytes):
+        def write(tmp: Path) -> None:
+            tmp.write_bytes(payload)
+        return write
+
+    def array(values: np.ndarray):
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, values, allow_pickle=False)
+        return write
+
+    splits = (("trnMat.pkl", ds.train), ("valMat.pkl", ds.val), ("tstMat.pkl", ds.test))
+    if to == "authors":
+        for file, matrix in splits:
+            save(out / file, binary(pickle.dumps(sp.coo_matrix(matrix, dtype=np.float32), protocol=4)))
+        if ds.kg_triples is not None:
+            text = "".join(f"{i} {r} {e}\n" for i, r, e in np.asarray(ds.kg_triples).tolist())
+            write_atomic(out / "kg.txt", text)
+            written.append(out / "kg.txt")
+    else:
+        rows = []
+        for label, (_, matrix) in enumerate(splits):
+            coo = matrix.tocoo()
+            rows.append(np.stack([coo.row, coo.col, np.full(coo.nnz, label)], axis=1))
+        table = np.concatenate(rows)
+        text = "userID\titemID\tx_label\n" + "".join(f"{u}\t{i}\t{k}\n" for u, i, k in table.tolist())
+        write_atomic(out / f"{out.name}.inter", text)
+        written.append(out / f"{out.name}.inter")
+    for modality, feats in sorted(ds.features.items()):
+        save(out / f"{modality}_feat.npy", array(np.asarray(feats, np.float32)))
+    if ds.user_ids is not None:
+        write_atomic(out / "ids.json", json.dumps({"users": list(ds.user_ids), "items": list(ds.item_ids)}))
+        written.append(out / "ids.json")
+    return written

@@ -253,3 +253,33 @@ def test_bad_recbole_files_are_one_line(tmp_path, write, needle):
     with pytest.raises(DatasetError) as err:
         load_dataset("d", tmp_path)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("source,to", [("csv", "authors"), ("csv", "mmrec"), ("authors", "mmrec"), ("mmrec", "authors"),
+                                       ("authors", "authors")])
+def test_data_convert_round_trips(tmp_path, capsys, source, to):
+    from kdiffe.cli import main
+
+    items = [f"i{i}" for i in range(5)]
+    feats = {"image": np.arange(10, dtype=np.float32).reshape(5, 2)}
+    if source == "csv":
+        write_csv(tmp_path / "src", items=items)
+        np.save(tmp_path / "src" / "image_feat.npy", feats["image"])
+    elif source == "authors":
+        write_authors(tmp_path / "src")
+        np.save(tmp_path / "src" / "image_feat.npy", feats["image"])
+        (tmp_path / "src" / "kg.txt").write_text("0 0 7\n1 0 7\n1 1 8\n")
+    else:
+        write_mmrec(tmp_path / "src", features=feats)
+    out = tmp_path / "converted"
+    assert main(["data", "convert", "--dataset", "src", "--data-dir", str(tmp_path), "--to", to, "--out", str(out)]) == 0
+    assert f"written in the {to} format to {out}" in capsys.readouterr().out
+    a, b = load_dataset("src", tmp_path), load_dataset("converted", tmp_path)
+    same_splits(a, b)
+    assert np.array_equal(a.features["image"], b.features["image"])
+    if source == "authors" and to == "authors":
+        assert np.array_equal(a.kg_triples, b.kg_triples)
+    assert main(["data", "convert", "--dataset", "src", "--data-dir", str(tmp_path), "--to", to, "--out", str(out)]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    assert main(["data", "convert", "--dataset", "src", "--data-dir", str(tmp_path), "--out", str(out)]) == 2
+    assert "data convert needs --to" in capsys.readouterr().err
