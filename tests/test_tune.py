@@ -135,6 +135,7 @@ def test_resume_of_nothing_and_existing_name_fail(tmp_path, capsys):
     ("file", "is a file, not a folder"),
     ("/proc/kdiffe-results", "cannot write there"),
     ("file/below", "cannot write there"),
+    ("s3://bucket/exp", "s3:// storage is not supported yet"),
 ])
 def test_unusable_storage_fails_before_ray_starts(tmp_path, storage, needle):
     if storage.startswith("file"):
@@ -144,6 +145,7 @@ def test_unusable_storage_fails_before_ray_starts(tmp_path, storage, needle):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"error: --storage {storage}") and needle in proc.stderr
     assert "ray" not in proc.stdout.lower()
+    assert not (ROOT / "s3:").exists()  # never a local folder named after the URI
 
 
 def test_scripts_run_from_the_repo_root_and_reject_unknown_datasets(tmp_path):

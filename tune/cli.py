@@ -34,7 +34,7 @@ from kdiffe.trainer import dataset_for
 from .experiment import DEFAULT_GRACE_PERIOD, Experiment, Outcome, check_resources, run, set_ray_env, start_ray
 from .lock import LOCK_FILE, ExperimentLock
 from .store import (RECORD_FILE, ExperimentError, assemble, check_storage, disk_full, end_record, experiment_path,
-                    load_record, start_record, write_best)
+                    load_record, start_record, storage_path, write_best)
 from .trainable import resolve_trial_config
 from .tracking import TRACKERS, check_tracker
 
@@ -368,7 +368,7 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
     started = time.monotonic() if started is None else started
     args = build_parser(script).parse_args(argv)
     given = given_options(build_parser(script), argv)
-    storage = Path(args.storage).expanduser().resolve()
+    storage = storage_path(args.storage)
     check_storage(storage)
     command = " ".join([script.prog, *argv])
     with ExitStack() as stack:

@@ -58,7 +58,7 @@ from kdiffe.files import read_json  # noqa: E402
 from kdiffe.paper import FIGURES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
-from tune.store import RECORD_FILE  # noqa: E402
+from tune.store import RECORD_FILE, storage_path  # noqa: E402
 from tune.tracking import TRACKERS  # noqa: E402
 
 PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search", "baselines")
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise UserError(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
         args.data_dir = str(resolve_data_dir(args.data_dir))
-        storage = Path(args.storage).resolve()
+        storage = storage_path(args.storage)
         parts = [] if args.render_only else plan(args)
     except UserError as exc:
         return report(exc)

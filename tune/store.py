@@ -111,6 +111,21 @@ def read_frame(path: Path) -> Any:
     return with_config_defaults(frame).reindex(columns=list(COLUMNS))
 
 
+def storage_path(text: str) -> Path:
+    """--storage as an absolute folder: a path, or a ``file://`` URI. Another URI (``s3://``,
+    ``gs://``, ...) is refused with one line rather than written as a local folder named after it."""
+    import re
+    from urllib.parse import unquote, urlparse
+
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", text)
+    if scheme and scheme.group(1).lower() != "file":
+        raise ExperimentError(f"--storage {text}: {scheme.group(1)}:// storage is not supported yet; use a local "
+                              "folder, or one on a disk every node shares")
+    if scheme:
+        text = unquote(urlparse(text).path)
+    return Path(text).expanduser().resolve()
+
+
 def check_storage(storage: Path) -> None:
     """Refuse a storage folder that cannot hold experiments, before Ray starts."""
     if storage.exists() and not storage.is_dir():
