@@ -24,6 +24,8 @@ search_*   one per optuna/random search (kind "search"): each successful trial's
 Table II   datasets x variants (ablation rows; default grid trials where no ablation ran)
 Table III  ablations, mean ± std over seeds with a paired test (via plots/tables.py)
 claims     a verdict on every claim (plots/claims.py, rules in plots/verdicts.py)
+retrain_*  one per re-training (kind "retrain", tune/search.py --mode retrain and the end of a
+           search): the found configuration against the published defaults (plots/retraining.py)
 others     comparisons (plots/tables.py), what_ran (plots/provenance.py, every run of every
            experiment under --results), splits (plots/splits.py, from the datasets: --data-dir)
 =========  ==================================================================================
@@ -73,6 +75,7 @@ from plots.drawing import category_label, draw, save, sparse_labels  # noqa: E40
 from plots.panels import (  # noqa: E402,F401  (re-exported: what each figure shows)
     Panel, SWEEP_FIGURES, panel_table, scalability_panels, search_experiments, search_panels, sweep_panels)
 from plots.provenance import write_what_ran  # noqa: E402
+from plots.retraining import write_retrain_tables  # noqa: E402
 from plots.splits import write_splits  # noqa: E402
 
 from plots.panels import METRICS  # noqa: E402,F401
@@ -200,6 +203,7 @@ def render_tables(frame: pd.DataFrame, out: Path) -> Rendered:
         if len(table):
             done.written += tables.write_blocks(table, out, stem, heading)
     done.written += tables.write_comparisons(frame, out)
+    done.written += write_retrain_tables(frame, out)
     return done
 
 

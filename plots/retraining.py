@@ -12,11 +12,13 @@ interval lies above 0.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from kdiffe.results import best_rows
+from kdiffe.files import write_atomic
+from kdiffe.results import CONFIG_COLUMNS, best_rows
 from plots import verdicts
 
 ARMS = ("found", "defaults")
@@ -74,3 +76,23 @@ def retrain_table(frame: pd.DataFrame, metric: str, params: Iterable[str]) -> li
                   f"{VERDICT_WORDS[diffs[metric].verdict]}; on test recall@{k}, "
                   f"{VERDICT_WORDS[diffs[columns[1]].verdict]}."]
     return lines
+
+
+def moved_params(frame: pd.DataFrame) -> list[str]:
+    """The configuration columns whose values differ between a re-training's two arms."""
+    firsts = frame.drop_duplicates("sweep").set_index("sweep")
+    if not set(ARMS) <= set(firsts.index):
+        return []
+    a, b = firsts.loc["found"], firsts.loc["defaults"]
+    return [c for c in CONFIG_COLUMNS if c in frame.columns and c != "seed" and str(a[c]) != str(b[c])]
+
+
+def write_retrain_tables(frame: pd.DataFrame, out: Path, metric: str = "val_recall@20") -> list[Path]:
+    """``retrain_<experiment>.md`` for every re-training experiment (kind "retrain") in ``frame``."""
+    written = []
+    for experiment, rows in frame[frame["kind"] == "retrain"].groupby("experiment", sort=True):
+        lines = retrain_table(rows, metric, moved_params(rows))
+        path = out / f"retrain_{experiment}.md"
+        write_atomic(path, f"### Re-training: {experiment}\n\n" + "\n".join(lines) + "\n")
+        written.append(path)
+    return written
