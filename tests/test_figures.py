@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,9 +151,16 @@ def test_plotted_sweeps_equal_best_validation_test_means(results, spec):
     variants = ("kdiffe", "unguided") if spec.number == 5 else ("kdiffe",)
     expected_keys = {f"synthetic|{p}|{m}|{kdiffe_name(v)}" for p in spec.params for m in figures.METRICS
                      for v in variants}
-    assert set(drawn) == expected_keys
+    seeds = {kdiffe_name(v): frame[(frame["variant"] == v) & (frame["status"] == "ok")]["seed"].nunique()
+             for v in variants}
+    counted = len(set(seeds.values())) > 1  # then each label says its seeds: "KDiffE (2 seeds)"
+    named = {key: re.sub(r" \((\d+) seeds?\)$", "", key) for key in drawn}
+    assert set(named.values()) == expected_keys
     for key, (x, y) in drawn.items():
-        _, param, metric, label = key.split("|")
+        _, param, metric, label = named[key].split("|")
+        if counted:
+            k = seeds[label]
+            assert key.endswith(f" ({k} seed{'s' if k != 1 else ''})"), key
         variant = {kdiffe_name(v): v for v in variants}[label]
         want = expected_sweep(frame, param, variant, metric)
         np.testing.assert_allclose(x, want.index.to_numpy(float))
@@ -473,8 +481,8 @@ def test_replicates_pool_only_equal_configurations():
     frame = hand_frame(rows + long)
     best = aggregate.best_evaluations(frame)
     curves = aggregate.sweep_curves(best, "q", "synthetic", "kdiffe", "test_recall@20")
-    assert list(curves) == ["KDiffE (epochs=30)", "KDiffE (epochs=50)"]
-    short, long_ = curves["KDiffE (epochs=30)"], curves["KDiffE (epochs=50)"]
+    assert list(curves) == ["KDiffE (epochs=30; 2 seeds)", "KDiffE (epochs=50; 1 seed)"]  # Figure 6's case
+    short, long_ = curves["KDiffE (epochs=30; 2 seeds)"], curves["KDiffE (epochs=50; 1 seed)"]
     assert short["x"].tolist() == [1, 2, 3] and short["n"].tolist() == [2, 2, 2]  # seeds 0 and 1 pooled
     assert short["mean"].tolist() == pytest.approx([0.2, 0.3, 0.1]) and short["std"].tolist() == [0, 0, 0]
     assert long_["n"].tolist() == [1, 1, 1] and long_["mean"].tolist() == pytest.approx([0.7, 0.8, 0.6])
@@ -486,10 +494,11 @@ def test_replicates_pool_only_equal_configurations():
     assert notes == ["figure 9 (q, Synthetic): trials differ in epochs; drawn as separate curves, "
                      "never averaged together"]
     drawn = lines(figures.draw(rows_, "t"))
-    assert set(drawn) == {f"synthetic|q|{m}|KDiffE (epochs={e})" for m in figures.METRICS for e in (30, 50)}
-    np.testing.assert_allclose(drawn["synthetic|q|test_recall@20|KDiffE (epochs=50)"][1], [0.7, 0.8, 0.6])
+    labels = {30: "KDiffE (epochs=30; 2 seeds)", 50: "KDiffE (epochs=50; 1 seed)"}
+    assert set(drawn) == {f"synthetic|q|{m}|{labels[e]}" for m in figures.METRICS for e in (30, 50)}
+    np.testing.assert_allclose(drawn[f"synthetic|q|test_recall@20|{labels[50]}"][1], [0.7, 0.8, 0.6])
     table = figures.panel_table(rows_)
-    assert set(table["curve"]) == {"KDiffE (epochs=30)", "KDiffE (epochs=50)"}
+    assert set(table["curve"]) == set(labels.values())
 
 
 def test_equal_configurations_pool_across_experiments():
@@ -539,3 +548,16 @@ def test_close_log_ticks_are_thinned_on_narrow_panels():
     assert figures.sparse_labels(ticks, [f"{t:g}" for t in ticks], 0.25) == ["2", "5", "10", "20", "", "80"]
     assert figures.category_label("KDiffE w/o guidance") == "w/o guidance"
     assert figures.category_label("LightGCN") == "LightGCN"
+
+
+def test_curves_on_different_numbers_of_seeds_say_how_many():
+    from plots.aggregate import labelled_curves
+
+    rows = [{"M": m, "theta2": t2, "seed": s, "test_recall@20": 0.1 + 0.01 * s}
+            for t2, seeds in ((1e-5, [0]), (4e-5, [0, 1, 2])) for s in seeds for m in (10, 50)]
+    curves, _ = labelled_curves([("KDiffE", pd.DataFrame(rows))], "M", "M", "test_recall@20")
+    assert sorted(curves) == ["KDiffE (theta2=1e-05; 1 seed)", "KDiffE (theta2=4e-05; 3 seeds)"]
+    assert list(curves["KDiffE (theta2=4e-05; 3 seeds)"]["n"]) == [3, 3]
+    same, _ = labelled_curves([("KDiffE", pd.DataFrame([r for r in rows if r["theta2"] == 4e-5]))], "M", "M",
+                              "test_recall@20")
+    assert list(same) == ["KDiffE"]  # one seed count: nothing to say

@@ -105,7 +105,7 @@ def test_an_infinite_validation_metric_is_refused_not_the_best(tmp_path):
     ("restart", 1, 1.0, "column restart, row 1: restart=1.0: restart probability must be in [0, 1)"),
     ("kg", 1, "wikidata", "column kg, row 1: kg='wikidata': choose from features, file, none"),
     ("status", 2, "OK", "column status, row 2: 'OK' is not one of ok, partial, error"),
-    ("kind", 1, "Grid", "column kind, row 1: 'Grid' is not one of search, grid, ablation, scalability"),
+    ("kind", 1, "Grid", "column kind, row 1: 'Grid' is not one of search, grid, ablation, scalability, retrain"),
 ])
 def test_impossible_values_fail_naming_file_column_row_and_value(tmp_path, column, row, value, message):
     folder = tmp_path / "r" / "abl"
