@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .dataset import cold_interactions
+
 
 def datasheet(ds: Any) -> dict[str, Any]:
     """The numbers of :func:`datasheet_lines`, as a dict (JSON-ready)."""
@@ -22,7 +24,7 @@ def datasheet(ds: Any) -> dict[str, Any]:
     total = sum(m.nnz for m in splits.values())
     seen_items = np.asarray(ds.train.sum(axis=0)).ravel() > 0
     trained_users = np.diff(ds.train.indptr) > 0
-    cold = {name: int((~seen_items[m.indices]).sum()) for name, m in splits.items() if name != "train"}
+    cold = {name: count for name, (count, _) in cold_interactions(ds).items()}
     sheet: dict[str, Any] = {
         "name": ds.name, "users": n_users, "items": n_items,
         "interactions": {name: int(m.nnz) for name, m in splits.items()}, "density": total / (n_users * n_items),

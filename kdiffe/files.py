@@ -92,3 +92,13 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
         with open(tmp, "w", newline="") as fh:
             fh.write(text)
     return replace_atomic(path, write)
+
+
+def save_npy(path: str | os.PathLike, array: Any) -> Path:
+    """Write ``array`` to ``path`` as one .npy array, whole (see :func:`replace_atomic`), never pickled."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+    return replace_atomic(path, write)

@@ -1,10 +1,10 @@
-"""Dataset formats researchers already hold, each read into the one :class:`kdiffe.data.Dataset`.
+"""Dataset formats researchers already hold, each read into the one :class:`kdiffe.Dataset`.
 
 ==========  ==================================================================================
 format      a dataset folder holding
 ==========  ==================================================================================
 authors     ``trnMat.pkl``, ``valMat.pkl`` (optional), ``tstMat.pkl``, ``<modality>_feat.npy``,
-            ``kg.txt`` (KDiffE's and DiffMM's releases; :func:`kdiffe.data.load_folder`)
+            ``kg.txt`` (KDiffE's and DiffMM's releases; :func:`kdiffe.load_folder`)
 mmrec       ``<name>.inter``: tab-separated with a header holding ``userID``, ``itemID`` and
             ``x_label`` (0 train, 1 valid, 2 test), as MMRec (Zhou et al.) ships Amazon Baby,
             Sports and Clothing; ``image_feat.npy``, ``text_feat.npy`` (any
@@ -30,7 +30,7 @@ The format is detected from the folder's files (authors first), or named with
   valid, then test), and the count is reported;
 - items of validation or test never seen in training (cold items) are kept, and counted;
 - without a split column every interaction is pooled and split with the seeded re-split
-  (:func:`kdiffe.data.resplit`, 80/10/10 per user), and the tool says so;
+  (:func:`kdiffe.resplit`, 80/10/10 per user), and the tool says so;
 - a bad file is one line naming it (and the line of a bad row): a missing column, a split label
   outside the format's, a non-integer mmrec id, a feature file whose rows disagree with the items.
 """
@@ -43,6 +43,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .config import DATA_FORMATS
+from .dataset import (Dataset, DatasetError, _freeze, _is_dir, _list_dir, _load_features, _one_line, _open_regular,
+                      _pairs, _check_npy_header, _probe, _read_bytes, _why, cold_interactions, replace, resplit)
 
 FORMATS = DATA_FORMATS[1:]
 SPLITS = ("train", "valid", "test")
@@ -52,20 +54,13 @@ CSV_FILES = (("interactions.csv", ","), ("interactions.tsv", "\t"))
 DERIVED_SPLIT = (0.8, 0.1, 0.1)
 
 
-def _data():
-    from . import data  # kdiffe.data imports this module: read it when called
-
-    return data
-
-
 def detect_format(folder: Path) -> str | None:
     """The format of a dataset folder (None: none of :data:`FORMATS`)."""
-    data = _data()
-    if data._probe(folder / "trnMat.pkl") is not None:
+    if _probe(folder / "trnMat.pkl") is not None:
         return "authors"
     try:
-        names = data._list_dir(folder) if data._is_dir(folder) else []
-    except data.DatasetError:
+        names = _list_dir(folder) if _is_dir(folder) else []
+    except DatasetError:
         return None
     inters = sorted(name for name in names if name.endswith(".inter"))
     if inters:
@@ -77,12 +72,11 @@ def detect_format(folder: Path) -> str | None:
 
 def _header(path: Path) -> str:
     """The first line of a text file (at most 64 KiB read)."""
-    data = _data()
-    with data._open_regular(path) as fh:
+    with _open_regular(path) as fh:
         try:
             return fh.read(65536).split(b"\n", 1)[0].decode("utf-8", "replace")
         except OSError as exc:
-            raise data.DatasetError(f"{path}: cannot read ({data._why(exc)})") from None
+            raise DatasetError(f"{path}: cannot read ({_why(exc)})") from None
 
 
 def _read_table(path: Path, sep: str, required: tuple[str, ...]):
@@ -91,43 +85,41 @@ def _read_table(path: Path, sep: str, required: tuple[str, ...]):
 
     import pandas as pd
 
-    data = _data()
-    raw = data._read_bytes(path)
+    raw = _read_bytes(path)
     try:
         frame = pd.read_csv(io.BytesIO(raw), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
                             engine="c")
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise data.DatasetError(f"{path}: not a readable {'tab' if sep == chr(9) else 'comma'}-separated file "
-                                f"({data._one_line(exc)})") from None
+        raise DatasetError(f"{path}: not a readable {'tab' if sep == chr(9) else 'comma'}-separated file "
+                                f"({_one_line(exc)})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise data.DatasetError(f"{path}: line 1: no column {missing[0]!r} (columns: {', '.join(frame.columns)})")
+        raise DatasetError(f"{path}: line 1: no column {missing[0]!r} (columns: {', '.join(frame.columns)})")
     if frame.empty:
-        raise data.DatasetError(f"{path}: holds no interactions")
+        raise DatasetError(f"{path}: holds no interactions")
     return frame
 
 
 def _bad_row(path: Path, rows: np.ndarray, what: str, values) -> None:
     """DatasetError at the first row flagged in ``rows`` (line = row + 2: the header is line 1)."""
     first = int(np.flatnonzero(rows)[0])
-    raise _data().DatasetError(f"{path}: line {first + 2}: {what} {values[first]!r}")
+    raise DatasetError(f"{path}: line {first + 2}: {what} {values[first]!r}")
 
 
 def _index(values: np.ndarray, known: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Indices of ``values``: ``known`` first (in its order), then new ids by first appearance."""
     import pandas as pd
 
-    order = list(known or []) + [v for v in pd.unique(values) if v not in set(known or [])]
-    lookup = pd.Index(order)
-    return lookup.get_indexer(values).astype(np.int64), order
+    listed = set(known or [])
+    order = list(known or []) + [v for v in pd.unique(values) if v not in listed]
+    return pd.Index(order).get_indexer(values).astype(np.int64), order
 
 
 def _assemble(path: Path, name: str, users: np.ndarray, items: np.ndarray, split: np.ndarray | None,
               shape: tuple[int, int], features: dict, user_ids, item_ids, seed: int, notes: list[str]):
     """The Dataset of (user, item, split) triples: duplicates kept once in their earliest split,
     cold items counted, a missing split derived."""
-    data = _data()
     if split is None:
         split = np.zeros(len(users), np.int64)
     keys = users * shape[1] + items
@@ -142,44 +134,45 @@ def _assemble(path: Path, name: str, users: np.ndarray, items: np.ndarray, split
 
     def part(k: int) -> sp.csr_matrix:
         m = split == k
-        return data._freeze(data._pairs(users[m], items[m], shape))
+        return _freeze(_pairs(users[m], items[m], shape))
 
     train, val, test = part(0), part(1), part(2)
     if train.nnz == 0:
-        raise data.DatasetError(f"{path}: no training interactions")
-    ds = data.Dataset(name=name, train=train, val=val, test=test, features=features, notes=(),
+        raise DatasetError(f"{path}: no training interactions")
+    ds = Dataset(name=name, train=train, val=val, test=test, features=features, notes=(),
                       user_ids=tuple(user_ids), item_ids=tuple(item_ids))
     if val.nnz == 0 and test.nnz == 0:
-        ds = data.resplit(ds, seed, DERIVED_SPLIT, "shares")
+        ds = resplit(ds, seed, DERIVED_SPLIT, "shares")
         notes.append(f"{path.name}: no split given: derived with the seeded re-split "
                      f"{'/'.join(f'{r:g}' for r in DERIVED_SPLIT)} (train/valid/test) per user, seed {seed}")
     else:
         for matrix, label in ((val, "validation"), (test, "test")):
             if matrix.nnz == 0:
-                raise data.DatasetError(f"{path}: the {label} split holds no interactions")
-    seen = np.asarray(ds.train.sum(axis=0)).ravel() > 0
-    for matrix, label in ((ds.val, "validation"), (ds.test, "test")):
-        cold = ~seen[matrix.indices]
-        if cold.any():
-            notes.append(f"{label}: {int(cold.sum())} interactions on {len(np.unique(matrix.indices[cold]))} items "
-                         "never seen in training (cold items: kept)")
-    return data.replace(ds, notes=ds.notes + tuple(notes))
+                raise DatasetError(f"{path}: the {label} split holds no interactions")
+    for label, (count, items) in cold_interactions(ds).items():
+        if count:
+            notes.append(f"{label}: {count} interactions on {items} items never seen in training (cold items: kept)")
+    return replace(ds, notes=ds.notes + tuple(notes))
 
 
 def _features(folder: Path, n_items: int, names: list[str]) -> dict:
-    data = _data()
-    return {p[: -len("_feat.npy")]: data._load_features(folder / p, n_items) for p in sorted(names)
+    """``<modality>_feat.npy`` of ``names``, checked against ``n_items``, by modality."""
+    return {p[: -len("_feat.npy")]: _load_features(folder / p, n_items) for p in sorted(names)
             if p.endswith("_feat.npy")}
+
+
+def _one_inter(folder: Path, names: list[str]) -> Path:
+    """The folder's one ``.inter`` file (several are refused: which would be the dataset?)."""
+    inters = sorted(n for n in names if n.endswith(".inter"))
+    if len(inters) > 1:
+        raise DatasetError(f"{folder}: {len(inters)} .inter files ({', '.join(inters)}); keep one")
+    return folder / inters[0]
 
 
 def load_mmrec(folder: Path, name: str, seed: int = 0):
     """MMRec's ``<name>.inter`` (userID, itemID, x_label) and its aligned ``*_feat.npy``."""
-    data = _data()
-    names = data._list_dir(folder)
-    inters = sorted(n for n in names if n.endswith(".inter"))
-    if len(inters) > 1:
-        raise data.DatasetError(f"{folder}: {len(inters)} .inter files ({', '.join(inters)}); keep one")
-    path = folder / inters[0]
+    names = _list_dir(folder)
+    path = _one_inter(folder, names)
     frame = _read_table(path, "\t", MMREC_COLUMNS)
     ids = {}
     for column in ("userID", "itemID"):
@@ -210,24 +203,22 @@ def load_mmrec(folder: Path, name: str, seed: int = 0):
 
 def _peek_rows(path: Path) -> int:
     """Rows an .npy file declares (its header, checked against the file's size when loaded)."""
-    data = _data()
-    with data._open_regular(path) as fh:
-        data._check_npy_header(path, fh)
+    with _open_regular(path) as fh:
+        _check_npy_header(path, fh)
         try:
             version = np.lib.format.read_magic(fh)
             shape, _, _ = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)(fh)
         except Exception as exc:
-            raise data.DatasetError(f"{path}: not a readable .npy array ({data._one_line(exc)})") from None
+            raise DatasetError(f"{path}: not a readable .npy array ({_one_line(exc)})") from None
     if len(shape) != 2:
-        raise data.DatasetError(f"{path}: expected shape (items, dim), got {shape}")
+        raise DatasetError(f"{path}: expected shape (items, dim), got {shape}")
     return int(shape[0])
 
 
 def load_csv(folder: Path, name: str, seed: int = 0):
     """``interactions.csv`` / ``.tsv`` (user, item[, split]) with optional ``items.csv`` and features."""
-    data = _data()
-    names = data._list_dir(folder)
+    names = _list_dir(folder)
     path, sep = next((folder / n, s) for n, s in CSV_FILES if n in names)
     frame = _read_table(path, sep, ("user", "item"))
     split = None
@@ -240,17 +231,16 @@ def load_csv(folder: Path, name: str, seed: int = 0):
     known = None
     feature_files = [n for n in names if n.endswith("_feat.npy")]
     if "items.csv" in names:
-        listed = _read_table(folder / "items.csv", ",", ("item",))["item"].to_numpy()
-        if len(set(listed)) < len(listed):
-            repeated = np.zeros(len(listed), bool)
-            repeated[[i for i, v in enumerate(listed) if v in set(listed[:i])]] = True
-            _bad_row(folder / "items.csv", repeated, "item listed twice:", listed)
+        listed = _read_table(folder / "items.csv", ",", ("item",))["item"]
+        if listed.duplicated().any():
+            _bad_row(folder / "items.csv", listed.duplicated().to_numpy(), "item listed twice:", listed.to_numpy())
+        listed = listed.to_numpy()
         known = list(listed)
         unlisted = ~np.isin(frame["item"].to_numpy(), listed)
         if unlisted.any():
             _bad_row(path, unlisted, "item not in items.csv:", frame["item"].to_numpy())
     elif feature_files:
-        raise data.DatasetError(f"{folder / feature_files[0]}: features need items.csv (the item of each row)")
+        raise DatasetError(f"{folder / feature_files[0]}: features need items.csv (the item of each row)")
     users, user_ids = _index(frame["user"].to_numpy())
     items, item_ids = _index(frame["item"].to_numpy(), known)
     features = _features(folder, len(item_ids), feature_files)
@@ -267,7 +257,7 @@ def _recbole_table(path: Path, fields: tuple[str, ...]):
     frame.columns = [c.split(":", 1)[0] for c in frame.columns]
     missing = [f for f in fields if f not in frame.columns]
     if missing:
-        raise _data().DatasetError(f"{path}: line 1: no field {missing[0]!r} (fields: {', '.join(frame.columns)})")
+        raise DatasetError(f"{path}: line 1: no field {missing[0]!r} (fields: {', '.join(frame.columns)})")
     return frame
 
 
@@ -275,20 +265,16 @@ def load_recbole(folder: Path, name: str, seed: int = 0):
     """RecBole's atomic ``.inter`` files (one, or pre-split train/valid/test), with an optional ``.kg`` + ``.link``."""
     import pandas as pd
 
-    data = _data()
-    names = data._list_dir(folder)
+    names = _list_dir(folder)
     split_files = [next((n for n in names if n.endswith(end)), None) for end in RECBOLE_SPLITS]
     if all(split_files):
         parts = [(folder / f, k) for k, f in enumerate(split_files)]
     elif any(split_files):
         given = [f for f in split_files if f]
-        raise data.DatasetError(f"{folder / given[0]}: a pre-split RecBole dataset needs all of "
+        raise DatasetError(f"{folder / given[0]}: a pre-split RecBole dataset needs all of "
                                 f"{', '.join('<name>' + e for e in RECBOLE_SPLITS)}")
     else:
-        inters = sorted(n for n in names if n.endswith(".inter"))
-        if len(inters) > 1:
-            raise data.DatasetError(f"{folder}: {len(inters)} .inter files ({', '.join(inters)}); keep one")
-        parts = [(folder / inters[0], -1)]
+        parts = [(_one_inter(folder, names), -1)]
     frames = []
     for path, k in parts:
         frame = _recbole_table(path, ("user_id", "item_id"))[["user_id", "item_id"]]
@@ -302,9 +288,9 @@ def load_recbole(folder: Path, name: str, seed: int = 0):
     kg_name, link_name = next((n for n in names if n.endswith(".kg")), None), next(
         (n for n in names if n.endswith(".link")), None)
     if kg_name and link_name:
-        return data.replace(ds, kg_array=_recbole_kg(folder / kg_name, folder / link_name, item_ids))
+        return replace(ds, kg_array=_recbole_kg(folder / kg_name, folder / link_name, item_ids))
     if kg_name or link_name:
-        raise data.DatasetError(f"{folder / (kg_name or link_name)}: a RecBole KG needs both a .kg and a .link file")
+        raise DatasetError(f"{folder / (kg_name or link_name)}: a RecBole KG needs both a .kg and a .link file")
     return ds
 
 
@@ -318,13 +304,13 @@ def _recbole_kg(kg_path: Path, link_path: Path, item_ids: list[str]) -> np.ndarr
     link = link.assign(item=item_index)[item_index >= 0]  # items the interactions never name are dropped
     joined = kg.merge(link[["entity_id", "item"]], left_on="head_id", right_on="entity_id")
     if joined.empty:
-        raise _data().DatasetError(f"{kg_path}: no triple's head_id is an entity of an item in {link_path.name}")
+        raise DatasetError(f"{kg_path}: no triple's head_id is an entity of an item in {link_path.name}")
     relations, _ = _index(joined["relation_id"].to_numpy())
     entities, _ = _index(joined["tail_id"].to_numpy())
     return np.unique(np.stack([joined["item"].to_numpy(np.int64), relations, entities], axis=1), axis=0)
 
 
-#: The reader of each format but the authors' (kdiffe.data.load_folder).
+#: The reader of each format but the authors' (kdiffe.load_folder).
 LOADERS = {"mmrec": load_mmrec, "recbole": load_recbole, "csv": load_csv}
 
 
@@ -339,14 +325,13 @@ def write_dataset(ds, out: Path, to: str) -> list[Path]:
     import json
     import pickle
 
-    from .files import replace_atomic, write_atomic
+    from .files import replace_atomic, save_npy, write_atomic
 
-    data = _data()
     if to not in WRITABLE:
-        raise data.DatasetError(f"--to {to}: choose from {', '.join(WRITABLE)}")
+        raise DatasetError(f"--to {to}: choose from {', '.join(WRITABLE)}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise data.DatasetError(f"--out {out}: exists and is not an empty folder")
+        raise DatasetError(f"--out {out}: exists and is not an empty folder")
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -357,12 +342,6 @@ def write_dataset(ds, out: Path, to: str) -> list[Path]:
     def binary(payload: bytes):
         def write(tmp: Path) -> None:
             tmp.write_bytes(payload)
-        return write
-
-    def array(values: np.ndarray):
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.save(fh, values, allow_pickle=False)
         return write
 
     splits = (("trnMat.pkl", ds.train), ("valMat.pkl", ds.val), ("tstMat.pkl", ds.test))
@@ -383,7 +362,7 @@ def write_dataset(ds, out: Path, to: str) -> list[Path]:
         write_atomic(out / f"{out.name}.inter", text)
         written.append(out / f"{out.name}.inter")
     for modality, feats in sorted(ds.features.items()):
-        save(out / f"{modality}_feat.npy", array(np.asarray(feats, np.float32)))
+        written.append(save_npy(out / f"{modality}_feat.npy", np.asarray(feats, np.float32)))
     if ds.user_ids is not None:
         write_atomic(out / "ids.json", json.dumps({"users": list(ds.user_ids), "items": list(ds.item_ids)}))
         written.append(out / "ids.json")

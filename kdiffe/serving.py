@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import UserError
-from .files import read_json, replace_atomic, write_atomic
+from .files import read_json, save_npy, write_atomic
 
 FORMAT = 1
 MODEL_FILE = "model.json"
@@ -77,14 +77,8 @@ def save_model(folder: str | Path, users: np.ndarray, items: np.ndarray, config:
     """Write a saved model folder (see the module docstring); returns it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    def writer(array: np.ndarray):
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(array, np.float32), allow_pickle=False)
-        return write
-
     for name, array in ((USERS_FILE, users), (ITEMS_FILE, items)):
-        replace_atomic(folder / name, writer(array))
+        save_npy(folder / name, np.asarray(array, np.float32))
     meta = {"format": FORMAT, "dataset": dataset, "n_users": int(users.shape[0]), "n_items": int(items.shape[0]),
             "dim": int(users.shape[1]), "config": dict(config), "evaluation": dict(evaluation),
             "scores": "dot product of user_embeddings.npy and item_embeddings.npy rows"}

@@ -20,6 +20,7 @@ import pandas as pd
 from kdiffe.files import write_atomic
 from kdiffe.results import CONFIG_COLUMNS, best_rows
 from plots import verdicts
+from plots.tables import mean_std_text
 
 ARMS = ("found", "defaults")
 VERDICT_WORDS = {verdicts.HOLDS: "found is better", verdicts.CONTRADICTED: "the defaults are better",
@@ -31,10 +32,7 @@ def _short(value: Any) -> str:
 
 
 def _mean_std(values: pd.Series) -> str:
-    if values.empty:
-        return "-"
-    std = values.std(ddof=1) if len(values) > 1 else math.nan
-    return f"{values.mean():.4f}" + (f" ± {std:.4f}" if math.isfinite(std) else "")
+    return "-" if values.empty else mean_std_text(values.mean(), values.std(ddof=1))
 
 
 def _signed(d: verdicts.Difference) -> str:
