@@ -54,11 +54,10 @@ from kdiffe.config import RESPLIT_HOLDOUTS  # noqa: E402
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
 from kdiffe.results import DEFAULT_STORAGE  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
-from kdiffe.files import read_json  # noqa: E402
 from kdiffe.paper import FIGURES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
-from tune.store import RECORD_FILE, storage_path  # noqa: E402
+from tune.store import experiment_state, storage_path  # noqa: E402
 from tune.tracking import TRACKERS  # noqa: E402
 
 PARTS = ("grid", "grid-unguided", "ablation", "resplit", "scalability", "search", "baselines")
@@ -268,13 +267,8 @@ def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: fl
 
 
 def state(storage: Path, part: Part) -> str:
-    """"new", "done" (its last run exited 0) or "resume"."""
-    record = storage / part.name / RECORD_FILE
-    if not record.exists():
-        return "new"
-    found = read_json(record, UserError)
-    runs = found.get("runs", []) if isinstance(found, dict) else []
-    return "done" if runs and runs[-1].get("exit") == 0 else "resume"
+    """"new", "done" (its last run exited 0) or "resume" (tune.store.experiment_state)."""
+    return experiment_state(storage / part.name)
 
 
 def resource_argv(args: argparse.Namespace, part: Part) -> list[str]:

@@ -34,7 +34,7 @@ from kdiffe.catalog import MODELS  # noqa: E402
 
 from tune.cli import (RESOURCE_OPTIONS, Plan, Script, main as run_script, non_negative, seeds_arg,  # noqa: E402
                       summary_lines)
-from tune.store import RECORD_FILE, load_record  # noqa: E402
+from tune.store import RECORD_FILE, experiment_state, load_record  # noqa: E402
 from tune.experiment import DEFAULT_GRACE_PERIOD  # noqa: E402
 from tune.spaces import (default_point, extreme_values, grid_points, joint_space, parse_params,  # noqa: E402
                          sample_points)
@@ -234,11 +234,10 @@ def follow_up(exp: Any, args: argparse.Namespace) -> tuple[str, list[str]] | Non
     resources = [x for key in RESOURCE_OPTIONS if key != "verbose" and getattr(args, key, None) is not None
                  for x in _option(key, getattr(args, key))] + (["--verbose"] if args.verbose else [])
     where = ["--storage", str(exp.storage), "--name", name]
-    record = exp.storage / name / RECORD_FILE
-    if record.is_file():
-        runs = load_record(record.parent).get("runs") or [{}]
-        if runs[-1].get("exit") == 0:
-            return None
+    state = experiment_state(exp.storage / name)
+    if state == "done":
+        return None
+    if state == "resume":
         return f"re-training the best configuration: continuing {name}", [*where, "--resume", *resources]
     argv = ["--dataset", args.dataset, "--model", args.model, "--mode", "retrain", "--from", str(exp.path / BEST_FILE),
             "--seeds", _seeds_text(seeds), "--metric", args.metric, "--data-dir", args.data_dir,

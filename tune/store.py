@@ -161,6 +161,16 @@ def machine() -> str:
     return f"{socket.gethostname()}, {os.cpu_count()} CPUs"
 
 
+def experiment_state(path: Path) -> str:
+    """"new" (no experiment.json), "done" (its last run exited 0) or "resume" (anything else)."""
+    record = path / RECORD_FILE
+    if not record.exists():
+        return "new"
+    found = read_json(record, UserError)
+    runs = found.get("runs", []) if isinstance(found, dict) else []
+    return "done" if runs and runs[-1].get("exit") == 0 else "resume"
+
+
 def load_record(path: Path) -> dict[str, Any]:
     file = path / RECORD_FILE
     record = read_json(file, ExperimentError, f"--resume: {path} holds no {RECORD_FILE}; it was not started by this tool")
