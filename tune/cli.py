@@ -385,7 +385,7 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
             raise UserError("--dataset is required")
         elif args.name:
             experiment_path(storage, args.name)
-        check_tracker(getattr(args, "tracker", None))
+        check_tracker(args.tracker)
         set_ray_env(args.address, args.verbose)  # with the stored --address on resume; before anything imports Ray
         args.data_dir = str(resolve_data_dir(args.data_dir))
         overrides = parse_overrides(args.overrides)
@@ -415,7 +415,7 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
                          address=args.address, resume=args.resume, verbose=args.verbose,
-                         tracker=getattr(args, "tracker", None), tracker_uri=getattr(args, "tracker_uri", None))
+                         tracker=args.tracker, tracker_uri=args.tracker_uri)
         resume_hint = f"python {script.prog} --storage {storage} --name {name} --resume"
         stopped_line = f"interrupted: continue with {resume_hint}"
         opened: dict[str, Any] = {}

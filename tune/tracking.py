@@ -33,11 +33,8 @@ from .keys import config_key
 #: Tracker -> the package it needs (installed by ``pip install -e ".[track]"``, or on its own).
 TRACKERS = {"mlflow": "mlflow", "tensorboard": "tensorboardX", "wandb": "wandb"}
 TENSORBOARD_FOLDER = "tensorboard"
-#: What Ray adds to every result: never logged as a metric.
-RAY_KEYS = frozenset({"training_iteration", "time_total_s", "episodes_total", "timesteps_total", "node_ip",
-                      "hostname", "pid", "time_this_iter_s", "timestamp", "date", "time_since_restore",
-                      "timesteps_since_restore", "iterations_since_restore", "config", "checkpoint_dir_name",
-                      "trial_id", "experiment_id", "experiment_tag", "done", "finished"})
+#: Never logged as metrics, beside what Ray adds to every result (ray.tune.result.AUTO_RESULT_KEYS).
+NOT_METRICS = frozenset({"trial_id", "experiment_id", "experiment_tag", "done", "finished"})
 
 
 def check_tracker(name: str | None) -> None:
@@ -62,8 +59,11 @@ def trial_params(trial_config: Mapping[str, Any]) -> dict[str, Any]:
 
 def trial_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """The numbers a trial reported at one evaluation, with names every tracker accepts."""
+    from ray.tune.result import AUTO_RESULT_KEYS
+
+    skip = NOT_METRICS.union(AUTO_RESULT_KEYS)
     return {key.replace("@", "_at_"): float(value) for key, value in result.items()
-            if key not in RAY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)}
+            if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
 def tracker_callbacks(name: str | None, uri: str | None, experiment: str, storage: Path, kind: str) -> list[Any]:
