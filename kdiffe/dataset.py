@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO, Mapping
+from typing import BinaryIO, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -318,6 +318,19 @@ def resplit(ds: Dataset, seed: int, ratios: tuple[float, float, float] | None = 
     train, val, test = (_freeze(_pairs(union.row[part == k], union.col[part == k], ds.train.shape)) for k in range(3))
     return replace(ds, name=name, train=train, val=val, test=test,
                    notes=ds.notes + (f"re-split every user's interactions, {how}, seed {seed}",))
+
+
+#: The original ids of a dataset's rows, beside a saved model or a converted dataset: {"users": [...], "items": [...]}.
+IDS_FILE = "ids.json"
+
+
+def write_ids(folder: Path, user_ids: Sequence[str], item_ids: Sequence[str]) -> Path:
+    """``folder/ids.json``: the original id of each user and item row (:data:`IDS_FILE`)."""
+    import json
+
+    from .files import write_atomic
+
+    return write_atomic(Path(folder) / IDS_FILE, json.dumps({"users": list(user_ids), "items": list(item_ids)}))
 
 
 def cold_interactions(ds: Dataset) -> dict[str, tuple[int, int]]:

@@ -44,7 +44,8 @@ import scipy.sparse as sp
 
 from .config import DATA_FORMATS
 from .dataset import (Dataset, DatasetError, _freeze, _is_dir, _list_dir, _load_features, _one_line, _open_regular,
-                      _pairs, _check_npy_header, _probe, _read_bytes, _why, cold_interactions, replace, resplit)
+                      _pairs, _check_npy_header, _probe, _read_bytes, _why, cold_interactions, replace, resplit,
+                      write_ids)
 
 FORMATS = DATA_FORMATS[1:]
 SPLITS = ("train", "valid", "test")
@@ -322,7 +323,6 @@ def write_dataset(ds, out: Path, to: str) -> list[Path]:
     """Write ``ds`` (its splits, features and KG triples) to the empty or new folder ``out`` in the
     format ``to``; returns the files written. Original ids, where the dataset has them, go to
     ``ids.json`` beside (neither format has a place for them)."""
-    import json
     import pickle
 
     from .files import replace_atomic, save_npy, write_atomic
@@ -364,6 +364,5 @@ def write_dataset(ds, out: Path, to: str) -> list[Path]:
     for modality, feats in sorted(ds.features.items()):
         written.append(save_npy(out / f"{modality}_feat.npy", np.asarray(feats, np.float32)))
     if ds.user_ids is not None:
-        write_atomic(out / "ids.json", json.dumps({"users": list(ds.user_ids), "items": list(ds.item_ids)}))
-        written.append(out / "ids.json")
+        written.append(write_ids(out, ds.user_ids, ds.item_ids))
     return written

@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import UserError
+from .dataset import write_ids
 from .files import read_json, save_npy, write_atomic
 
 FORMAT = 1
@@ -68,9 +69,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-IDS_FILE = "ids.json"
-
-
 def save_model(folder: str | Path, users: np.ndarray, items: np.ndarray, config: Mapping[str, Any],
                evaluation: Mapping[str, Any], dataset: str, user_ids: Sequence[str] | None = None,
                item_ids: Sequence[str] | None = None) -> Path:
@@ -83,7 +81,7 @@ def save_model(folder: str | Path, users: np.ndarray, items: np.ndarray, config:
             "dim": int(users.shape[1]), "config": dict(config), "evaluation": dict(evaluation),
             "scores": "dot product of user_embeddings.npy and item_embeddings.npy rows"}
     if user_ids is not None and item_ids is not None:
-        write_atomic(folder / IDS_FILE, json.dumps({"users": list(user_ids), "items": list(item_ids)}))
+        write_ids(folder, user_ids, item_ids)
     write_atomic(folder / MODEL_FILE, json.dumps(_plain(meta), indent=2, default=str))
     return folder
 

@@ -95,15 +95,14 @@ def labelled_curves(parts: Sequence[tuple[str, pd.DataFrame]], vary: str, x: str
     split = differing([g for _, g in groups], vary)
     shown = [c for c in CONFIG_COLUMNS if c in set(split) | set(label_columns) and c != vary]
     groups.sort(key=lambda ng: (order[ng[0]], tuple(_sort_key(ng[1][c].iloc[0]) for c in shown)))
-    seeds = {id(group): int(group["seed"].nunique()) if "seed" in group else 1 for _, group in groups}
-    counted = len(set(seeds.values())) > 1  # curves of this panel rest on different numbers of seeds: say so
+    seeds = [int(group["seed"].nunique()) if "seed" in group else 1 for _, group in groups]
+    counted = len(set(seeds)) > 1  # curves of this panel rest on different numbers of seeds: say so
     curves: dict[str, pd.DataFrame] = {}
-    for name, group in groups:
+    for (name, group), k in zip(groups, seeds):
         curve = summarise(group, x, y)
         if len(curve):
             extra = ", ".join(f"{c}={value_text(group[c].iloc[0])}" for c in shown)
             if counted:
-                k = seeds[id(group)]
                 extra += ("; " if extra else "") + f"{k} seed{'s' if k != 1 else ''}"
             curves[f"{name} ({extra})" if extra else name] = curve
     return curves, split
