@@ -49,6 +49,8 @@ RESPLIT_HOLDOUTS = ("shares", "one")
 #: Dataset folder formats (kdiffe.formats); "auto" detects the folder's.
 DATA_FORMATS = ("auto", "authors", "mmrec", "recbole", "csv")
 CL_PAIRS = ("main", "modal")
+#: candidates of KDiffE's InfoNCE (Eq. 13); see Config.cl_negatives
+CL_NEGATIVES = ("all", "batch", "sampled")
 
 
 class ConfigError(UserError):
@@ -129,6 +131,10 @@ class Config:
     cl_pairs: str = "main"  #: DiffMM's contrast: "main" (each modality view against the main view) or "modal" (views pairwise)
     #: anchors per block of the streamed, exact InfoNCE (memory: block x nodes); 0: 128 on CPU, 4096 on CUDA
     cl_block: int = 0
+    #: KDiffE's InfoNCE candidates: "all" (Eq. 13: every user / item of the other view), "batch"
+    #: (the batch's distinct users / items), "sampled" (those plus cl_samples uniform ones per batch)
+    cl_negatives: str = "all"
+    cl_samples: int = 4096  #: uniform users and items added per batch with cl_negatives=sampled
 
     # evaluation
     eval_every: int = 1
@@ -174,7 +180,7 @@ class Config:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
 
 _POSITIVE_INT = ("epochs", "batch_size", "dim", "layers", "M", "R", "t", "q", "kg_every",
-                 "denoiser_hidden", "step_dim", "diff_batch", "eval_every", "eval_batch",
+                 "denoiser_hidden", "step_dim", "diff_batch", "eval_every", "eval_batch", "cl_samples",
                  "links", "kg_iters", "hyper_layers", "clusters", "syn_users", "syn_items", "syn_clusters",
                  "syn_interactions")
 _NON_NEGATIVE = ("theta1", "theta2", "xi", "noise_min", "noise_max", "noise_scale", "patience",
@@ -239,6 +245,8 @@ def validate(cfg: Config) -> None:
         bad("l2", f"choose from {', '.join(L2_SCOPES)}")
     if cfg.cl_pairs not in CL_PAIRS:
         bad("cl_pairs", f"choose from {', '.join(CL_PAIRS)}")
+    if cfg.cl_negatives not in CL_NEGATIVES:
+        bad("cl_negatives", f"choose from {', '.join(CL_NEGATIVES)}")
     if cfg.select_on not in SELECT_ON:
         bad("select_on", "choose from val, test")
     for name in ("edge_drop", "target_dropout"):

@@ -45,16 +45,36 @@ class KnowledgeGraph:
     def n_relations(self) -> int:
         return len(self.relation_names)
 
+    def item_entity_lists(self) -> np.ndarray:
+        """Each item's distinct entities, (items x w) int64 padded with ``n_entities``; w is the most
+        entities of one item (at least 1). The sparse form of r_j (Eq. 8): no dense
+        items x entities matrix is held, :func:`entity_rows` densifies a batch of rows."""
+        pairs = np.unique(self.triples[:, 0] * self.n_entities + self.triples[:, 2])
+        items, entities = pairs // self.n_entities, pairs % self.n_entities
+        counts = np.bincount(items, minlength=self.n_items)
+        width = max(int(counts.max(initial=0)), 1)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        lists = np.full((self.n_items, width), self.n_entities, dtype=np.int64)
+        lists[items, np.arange(len(items)) - starts[items]] = entities
+        return lists
+
     def item_entity_matrix(self) -> np.ndarray:
-        """Dense (items x entities) 0/1 matrix r_j of Eq. 8; entities are few (hundreds)."""
-        x = np.zeros((self.n_items, self.n_entities), dtype=np.float32)
-        x[self.triples[:, 0], self.triples[:, 2]] = 1.0
-        return x
+        """Dense (items x entities) 0/1 matrix r_j of Eq. 8, for small graphs and tests."""
+        lists = torch.as_tensor(self.item_entity_lists(), device="cpu")
+        return entity_rows(lists, torch.arange(self.n_items, device="cpu"), self.n_entities).numpy()
 
     def describe(self) -> str:
         per_item = len(self.triples) / max(self.n_items, 1)
         return (f"KG: {self.n_entities} entities, {self.n_relations} relations "
                 f"({', '.join(self.relation_names)}), {len(self.triples)} triples, {per_item:.1f} per item")
+
+
+def entity_rows(lists: torch.Tensor, items: torch.Tensor, n_entities: int) -> torch.Tensor:
+    """Dense float32 0/1 rows r_j (Eq. 8) of ``items`` from :meth:`KnowledgeGraph.item_entity_lists`
+    (on ``lists``' device): (len(items) x n_entities), the padding column dropped."""
+    rows = lists[items]
+    dense = torch.zeros(rows.shape[0], n_entities + 1, dtype=torch.float32, device=lists.device)
+    return dense.scatter_(1, rows, 1.0)[:, :n_entities]
 
 
 def kmeans(x: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -144,18 +144,22 @@ def logsumexp_mean(anchors: torch.Tensor, candidates: torch.Tensor, shift: float
 
 
 def info_nce_nodes(z: torch.Tensor, v: torch.Tensor, nodes: torch.Tensor, tau: float,
-                   block: int = CPU_BLOCK) -> torch.Tensor:
-    """Eq. 13 for the anchor ``nodes``: z[a] against v[a] (positive) and every row of v.
+                   block: int = CPU_BLOCK, candidates: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 13 for the anchor ``nodes``: z[a] against v[a] (positive) and every row of v, or only
+    the rows ``candidates`` (which should hold ``nodes``: in-batch or sampled negatives).
 
-    Equal to ``info_nce(z[nodes], v[nodes], v, tau)``; v is normalised once and serves as both
-    the positives and the candidates; the logits are streamed (:class:`LogSumExpMean`).
+    Equal to ``info_nce(z[nodes], v[nodes], v[candidates], tau)``; v is normalised once and serves
+    as both the positives and the candidates; the logits are streamed (:class:`LogSumExpMean`).
     """
     a = F.normalize(z[nodes], dim=1) / tau
-    v_hat = F.normalize(v, dim=1)
-    positive = (a * v_hat[nodes]).sum(dim=1)
+    if candidates is None:
+        v_hat = F.normalize(v, dim=1)
+        positive, pool = v_hat[nodes], v_hat
+    else:
+        positive, pool = F.normalize(v[nodes], dim=1), F.normalize(v[candidates], dim=1)
     # cosine / τ lies in [-1/τ, 1/τ]: for τ >= 1/40 exp needs no shift, else row maxima
     shift = 0.0 if 1.0 / tau <= UNSHIFTED_BOUND else None
-    return logsumexp_mean(a, v_hat, shift, block) - positive.mean()
+    return logsumexp_mean(a, pool, shift, block) - (a * positive).sum(dim=1).mean()
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,9 @@ class Objective:
     θ2 ||Θ||² over every parameter (``l2="params"``) or LightGCN's batch-embedding form
     (``l2="batch"``). L_s^u, L_s^v are InfoNCE (Eq. 13) between the main view and the diffusion
     view over the batch's distinct users and items, each against every user / item; θ1 = 0
-    (or no view) leaves it out.
+    (or no view) leaves it out. ``negatives="batch"`` ranks them against the batch's distinct
+    users / items only, ``"sampled"`` against those and the batch's ``sampled_users`` /
+    ``sampled_items`` (``samples`` uniform draws each): O(batch²) instead of O(batch x nodes).
     """
 
     theta1: float = 0.0
@@ -174,17 +180,29 @@ class Objective:
     l2: str = "params"
     tau: float = 0.5
     block: int = CPU_BLOCK  #: anchors per block of the streamed InfoNCE
+    negatives: str = "all"  #: InfoNCE candidates: "all" (Eq. 13), "batch", "sampled"
+    samples: int = 0  #: uniform users and items per batch added to the candidates ("sampled")
 
     @classmethod
     def from_config(cls, cfg: Any, device: torch.device | str = "cpu", contrastive: bool | None = None) -> "Objective":
         """From a Config; ``contrastive`` (default: KDiffE's ``cfg.use_cl``) keeps θ1 or zeroes it."""
         keep = cfg.use_cl if contrastive is None else contrastive
         return cls(theta1=cfg.theta1 if keep else 0.0, theta2=cfg.theta2, l2=cfg.l2, tau=cfg.tau,
-                   block=cfg.cl_block or default_block(device))
+                   block=cfg.cl_block or default_block(device), negatives=cfg.cl_negatives,
+                   samples=cfg.cl_samples if cfg.cl_negatives == "sampled" else 0)
 
     @property
     def contrastive(self) -> bool:
         return self.theta1 > 0
+
+    def candidates(self, batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The InfoNCE candidate (users, items) of ``batch``; None: every node (Eq. 13)."""
+        if self.negatives == "all":
+            return None, None
+        if self.negatives == "batch" or batch.sampled_users is None:
+            return batch.anchor_users, batch.anchor_items
+        return (torch.cat([batch.anchor_users, batch.sampled_users]),
+                torch.cat([batch.anchor_items, batch.sampled_items]))
 
     def __call__(self, batch: Any, main: tuple[torch.Tensor, torch.Tensor],
                  view: tuple[torch.Tensor, torch.Tensor] | None, parameters: Iterable[torch.Tensor],
@@ -203,8 +221,9 @@ class Objective:
         parts = {"bpr_loss": bpr.detach()}
         if self.contrastive and view is not None:
             v_u, v_i = view
-            cl = (info_nce_nodes(z_u, v_u, batch.anchor_users, self.tau, self.block)
-                  + info_nce_nodes(z_i, v_i, batch.anchor_items, self.tau, self.block))
+            cand_u, cand_i = self.candidates(batch)
+            cl = (info_nce_nodes(z_u, v_u, batch.anchor_users, self.tau, self.block, cand_u)
+                  + info_nce_nodes(z_i, v_i, batch.anchor_items, self.tau, self.block, cand_i))
             loss = loss + self.theta1 * cl
             parts["cl_loss"] = cl.detach()
         return loss, parts

@@ -124,6 +124,10 @@ class KDiffE(GraphEmbeddings):
     def contrastive(self) -> bool:
         return self.objective.contrastive and self.view is not None
 
+    @property
+    def negative_samples(self) -> int:
+        return self.objective.samples if self.contrastive else 0
+
     def epoch_hook(self, epoch: int) -> dict[str, torch.Tensor]:
         """The diffusion view's part of the epoch: train the denoiser, rebuild Ĝ_k when due."""
         return self.view.step(self, epoch) if self.view is not None else {}

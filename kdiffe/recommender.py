@@ -62,6 +62,11 @@ class Recommender(nn.Module):
         """Whether :meth:`loss` needs the batch's distinct users and items as anchors."""
         return False
 
+    @property
+    def negative_samples(self) -> int:
+        """Uniform users and items each batch should carry as extra InfoNCE candidates (0: none)."""
+        return 0
+
     def epoch_hook(self, epoch: int) -> dict[str, torch.Tensor]:
         """Work of the model before the batches of epoch ``epoch`` (0-based); device scalars to log."""
         return {}

@@ -53,19 +53,23 @@ class Batch:
     neg: torch.Tensor
     anchor_users: torch.Tensor | None = None
     anchor_items: torch.Tensor | None = None
+    #: uniform users and items drawn for the batch: extra InfoNCE candidates (Config.cl_negatives)
+    sampled_users: torch.Tensor | None = None
+    sampled_items: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.users.shape[0]
 
 
 def epoch_batches(train: sp.csr_matrix, keys: np.ndarray, batch_size: int, rng: np.random.Generator,
-                  device: torch.device | str = "cpu", anchors: bool = False) -> list[Batch]:
+                  device: torch.device | str = "cpu", anchors: bool = False, samples: int = 0) -> list[Batch]:
     """Every batch of one epoch, drawn at once and copied to the device once.
 
     The same draws as :func:`interaction_batches` (one permutation, one negative per edge);
     with ``anchors`` each batch also carries its distinct users and items, found here with
     numpy once per epoch so the training loop never waits on the device (no ``torch.unique``).
-    Batches are views into one device tensor: slicing them needs no synchronisation.
+    Batches are views into one device tensor: slicing them needs no synchronisation. ``samples``
+    (with ``anchors``) draws that many uniform users and items per batch after the negatives.
     """
     coo = train.tocoo()
     order = rng.permutation(train.nnz)
@@ -79,5 +83,9 @@ def epoch_batches(train: sp.csr_matrix, keys: np.ndarray, batch_size: int, rng: 
     offsets = np.cumsum([0] + [len(d) for d in distinct]).tolist()
     flat = torch.from_numpy(np.concatenate(distinct)).to(device)
     parts = [flat[offsets[k]:offsets[k + 1]] for k in range(len(distinct))]
+    if samples:
+        drawn = torch.from_numpy(np.stack([rng.integers(0, n, (len(bounds), samples)) for n in train.shape])).to(device)
+        return [Batch(data[0, lo:hi], data[1, lo:hi], data[2, lo:hi], parts[2 * b], parts[2 * b + 1],
+                      drawn[0, b], drawn[1, b]) for b, (lo, hi) in enumerate(bounds)]
     return [Batch(data[0, lo:hi], data[1, lo:hi], data[2, lo:hi], parts[2 * b], parts[2 * b + 1])
             for b, (lo, hi) in enumerate(bounds)]

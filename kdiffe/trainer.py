@@ -206,7 +206,7 @@ class Trainer:
         device_stats = dict(self.model.epoch_hook(self.epoch))
         diffusion_seconds = time.perf_counter() - start
         batches = epoch_batches(self.dataset.train, self.keys, cfg.batch_size, self.rng, self.device,
-                                anchors=self.model.contrastive)
+                                anchors=self.model.contrastive, samples=self.model.negative_samples)
         bar = Progress(f"epoch {self.epoch + 1}", len(batches))
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # bpr_loss, cl_loss
         for batch in batches:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import torch
 
 from .diffusion import Denoiser, GaussianDiffusion, relation_groups, top_q_per_relation, user_guidance_operator
-from .knowledge import KnowledgeGraph
+from .knowledge import KnowledgeGraph, entity_rows
 
 
 class DiffusionView:
@@ -35,12 +35,18 @@ class DiffusionView:
         self.diffusion = GaussianDiffusion(cfg.t, cfg.noise_scale, cfg.noise_min, cfg.noise_max, device)
         self.denoiser = Denoiser(kg.n_entities, cfg.dim, cfg.denoiser_hidden, cfg.step_dim).to(device)
         self.optimizer = torch.optim.Adam(self.denoiser.parameters(), lr=cfg.diff_lr)
-        self.x0 = torch.as_tensor(kg.item_entity_matrix(), device=device)
+        #: x₀ rows in sparse form: each item's entities, padded (never a dense items x entities matrix)
+        self.item_entities = torch.as_tensor(kg.item_entity_lists(), device=device)
+        self.n_entities = kg.n_entities
         self.entity_relation = torch.as_tensor(kg.entity_relation, device=device)
         self.groups = relation_groups(self.entity_relation)
         self.guidance_op = user_guidance_operator(train, device) if cfg.guided else None
         #: Ĝ_k as (item, relation, entity) triples; the original KG until the first rebuild
         self.triples = torch.as_tensor(np.asarray(kg.triples, dtype=np.int64), device=device)
+
+    def x0(self, items: torch.Tensor) -> torch.Tensor:
+        """Dense x₀ rows r_j (Eq. 8) of ``items``."""
+        return entity_rows(self.item_entities, items, self.n_entities)
 
     # Eq. 11 -------------------------------------------------------------
     @torch.no_grad()
@@ -56,12 +62,12 @@ class DiffusionView:
         """One pass over the items in shuffled batches; the mean loss, left on the device."""
         cfg = self.config
         self.denoiser.train()
-        order = torch.randperm(self.x0.shape[0], device=self.device)
+        order = torch.randperm(self.item_entities.shape[0], device=self.device)
         total = torch.zeros((), device=self.device)
         batches = 0
         for lo in range(0, order.numel(), cfg.diff_batch):
             idx = order[lo:lo + cfg.diff_batch]
-            loss = self.diffusion.loss(self.denoiser, self.x0[idx], None if guidance is None else guidance[idx])
+            loss = self.diffusion.loss(self.denoiser, self.x0(idx), None if guidance is None else guidance[idx])
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -76,8 +82,9 @@ class DiffusionView:
         cfg = self.config
         self.denoiser.eval()
         parts = []
-        for lo in range(0, self.x0.shape[0], cfg.diff_batch):
-            x0 = self.x0[lo:lo + cfg.diff_batch]
+        n_items = self.item_entities.shape[0]
+        for lo in range(0, n_items, cfg.diff_batch):
+            x0 = self.x0(torch.arange(lo, min(lo + cfg.diff_batch, n_items), device=self.device))
             g = None if guidance is None else guidance[lo:lo + cfg.diff_batch]
             scores = self.diffusion.reconstruct(self.denoiser, x0, g)
             triples = top_q_per_relation(scores, self.entity_relation, cfg.q, self.groups)

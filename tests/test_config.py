@@ -115,3 +115,10 @@ def test_seeds_must_fit_numpys_seed_range(values, needle):
         from_dict(values)
     top = from_dict({name: 2**32 - 1 for name in values})
     assert all(getattr(top, name) == 2**32 - 1 for name in values)
+
+
+@pytest.mark.parametrize("change, message", [({"cl_negatives": "some"}, "cl_negatives='some': choose from all, batch, sampled"),
+                                             ({"cl_samples": 0}, "cl_samples=0: must be a positive integer")])
+def test_contrastive_negatives_are_validated(change, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config(**change)

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from kdiffe.data import load_dataset, make_synthetic
-from kdiffe.knowledge import (KnowledgeAggregator, build_from_features, build_knowledge, from_triples,
-                              is_degenerate, kmeans, segment_softmax)
+from kdiffe.knowledge import (KnowledgeAggregator, KnowledgeGraph, build_from_features, build_knowledge, entity_rows,
+                              from_triples, is_degenerate, kmeans, segment_softmax)
 
 
 def test_segment_softmax_sums_to_one_per_segment():
@@ -110,3 +110,25 @@ def test_distinct_entity_sets_match_a_dense_count_without_building_one():
         expected = np.unique(dense[linked], axis=0).shape[0] if linked.any() else 0
         assert _distinct_entity_sets(items, entities) == expected
     assert _distinct_entity_sets(np.array([0, 0, 1, 1, 2]), np.array([3, 4, 4, 3, 3])) == 2  # {3,4} twice, {3}
+
+
+def test_item_entity_lists_are_the_sparse_rows_of_x0():
+    # item 0: entities 2, 2 (a repeated triple), 0; item 1: none; item 2: entity 1
+    triples = np.array([[0, 0, 2], [0, 0, 2], [0, 1, 0], [2, 1, 1]], dtype=np.int64)
+    kg = KnowledgeGraph(n_items=3, n_entities=3, relation_names=("a", "b"), triples=triples,
+                        entity_relation=np.array([1, 1, 0]))
+    np.testing.assert_array_equal(kg.item_entity_lists(), [[0, 2], [3, 3], [1, 3]])
+    np.testing.assert_array_equal(kg.item_entity_matrix(), [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
+    rows = entity_rows(torch.as_tensor(kg.item_entity_lists()), torch.tensor([2, 0, 2]), 3)
+    np.testing.assert_array_equal(rows.numpy(), [[0, 1, 0], [1, 0, 1], [0, 1, 0]])
+
+
+def test_the_diffusion_view_holds_no_dense_items_by_entities_matrix():
+    from kdiffe.config import Config
+    from kdiffe.view import DiffusionView
+    ds = make_synthetic(n_users=80, n_items=120, seed=0)
+    kg = build_from_features(ds.features, concepts=100, links=3, seed=0)
+    view = DiffusionView(kg, ds.train, Config(dataset="synthetic", diff_batch=32), "cpu")
+    tensors = [t for t in vars(view).values() if isinstance(t, torch.Tensor) and t.layout == torch.strided]
+    assert tensors and max(t.numel() for t in tensors) < kg.n_items * kg.n_entities / 4
+    np.testing.assert_array_equal(view.x0(torch.arange(kg.n_items)).numpy(), kg.item_entity_matrix())

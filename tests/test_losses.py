@@ -118,3 +118,32 @@ def test_normalised_logits_never_exceed_the_fixed_shift():
     c = F.normalize(torch.randn(100, 8, generator=gen) * 1e-3, dim=1)
     assert (a @ c.T).max() <= 1 / 0.5 + 1e-5
     torch.testing.assert_close(logsumexp_mean(a, c, 2.0), torch.logsumexp(a @ c.T, 1).mean())
+
+
+def test_in_batch_and_sampled_negatives_rank_against_their_candidates_only():
+    gen = torch.Generator().manual_seed(4)
+    z, v = torch.randn(9, 4, generator=gen), torch.randn(9, 4, generator=gen)
+    nodes, pool = torch.tensor([1, 4, 6]), torch.tensor([1, 4, 6, 0, 0, 8])
+    torch.testing.assert_close(info_nce_nodes(z, v, nodes, 0.3, 2, pool),
+                               info_nce(z[nodes], v[nodes], v[pool], 0.3))
+    # every node as candidates is Eq. 13's all-node form
+    torch.testing.assert_close(info_nce_nodes(z, v, nodes, 0.3, 2, torch.arange(9)), info_nce_nodes(z, v, nodes, 0.3, 2))
+    # hand-computed: one anchor whose only candidate is its positive has loss exp(c)/exp(c) -> 0
+    assert info_nce_nodes(z, v, nodes[:1], 0.3, 2, nodes[:1]).abs().item() < 1e-6
+
+
+def test_objective_candidates_per_negatives_form():
+    gen = torch.Generator().manual_seed(5)
+    z_u, z_i, v_u, v_i = (torch.randn(n, 4, generator=gen) for n in (3, 5, 3, 5))
+    params = [torch.randn(3, 4, generator=gen), torch.randn(5, 4, generator=gen)]
+    sampled = Batch(users=torch.tensor([0, 1, 1]), pos=torch.tensor([0, 2, 3]), neg=torch.tensor([4, 1, 1]),
+                    anchor_users=torch.tensor([0, 1]), anchor_items=torch.tensor([0, 2, 3]),
+                    sampled_users=torch.tensor([2, 2]), sampled_items=torch.tensor([4, 1]))
+    for negatives, pools in (("batch", ([0, 1], [0, 2, 3])), ("sampled", ([0, 1, 2, 2], [0, 2, 3, 4, 1]))):
+        obj = Objective(theta1=0.1, theta2=0.0, tau=0.5, block=2, negatives=negatives, samples=2)
+        assert [c.tolist() for c in obj.candidates(sampled)] == list(pools)
+        _, parts = obj(sampled, (z_u, z_i), (v_u, v_i), params, tuple(params))
+        cl = (info_nce(z_u[sampled.anchor_users], v_u[sampled.anchor_users], v_u[torch.tensor(pools[0])], 0.5)
+              + info_nce(z_i[sampled.anchor_items], v_i[sampled.anchor_items], v_i[torch.tensor(pools[1])], 0.5))
+        torch.testing.assert_close(parts["cl_loss"], cl)
+    assert Objective(negatives="all").candidates(sampled) == (None, None)

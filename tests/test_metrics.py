@@ -137,3 +137,18 @@ def test_evaluator_more_cutoff_than_items_and_empty_truth():
         (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
     empty = evaluate(lambda u: torch.zeros(len(u), 3), sp.csr_matrix((2, 3), dtype=np.float32), [], ks=(2,))
     assert empty == {"ndcg@2": 0.0, "precision@2": 0.0, "recall@2": 0.0}
+
+
+def test_sampled_contrastive_candidates_are_seeded_uniform_and_leave_the_triples_alone():
+    rng = np.random.default_rng(0)
+    train = sp.csr_matrix((rng.random((20, 15)) < 0.3).astype(np.float32))
+    keys = positive_keys(train)
+    plain = epoch_batches(train, keys, 7, np.random.default_rng(5), anchors=True)
+    drawn = epoch_batches(train, keys, 7, np.random.default_rng(5), anchors=True, samples=400)
+    again = epoch_batches(train, keys, 7, np.random.default_rng(5), anchors=True, samples=400)
+    for a, b, c in zip(plain, drawn, again):
+        assert torch.equal(a.users, b.users) and torch.equal(a.neg, b.neg) and a.sampled_users is None
+        assert b.sampled_users.shape == b.sampled_items.shape == (400,)
+        assert torch.equal(b.sampled_users, c.sampled_users) and torch.equal(b.sampled_items, c.sampled_items)
+        assert set(b.sampled_users.tolist()) == set(range(20)) and set(b.sampled_items.tolist()) == set(range(15))
+    assert not torch.equal(drawn[0].sampled_items, drawn[1].sampled_items)
