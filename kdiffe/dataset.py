@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from .config import RESPLIT_HOLDOUTS
 from .errors import UserError
-from .files import file_kind, open_regular
+from .files import file_kind, open_regular, read_json
 
 
 class DatasetError(UserError):
@@ -322,6 +322,20 @@ def resplit(ds: Dataset, seed: int, ratios: tuple[float, float, float] | None = 
 
 #: The original ids of a dataset's rows, beside a saved model or a converted dataset: {"users": [...], "items": [...]}.
 IDS_FILE = "ids.json"
+
+
+def read_ids(folder: Path, n_users: int, n_items: int) -> tuple[list[str], list[str]] | None:
+    """(user ids, item ids) from ``folder/ids.json``, None if there is none; refuses one that is not
+    two lists of strings of the given lengths."""
+    path = Path(folder) / IDS_FILE
+    if not path.is_file():
+        return None
+    ids = read_json(path, DatasetError)
+    users, items = (ids.get("users"), ids.get("items")) if isinstance(ids, dict) else (None, None)
+    if not (isinstance(users, list) and isinstance(items, list) and len(users) == n_users and len(items) == n_items
+            and all(isinstance(x, str) for x in users + items)):
+        raise DatasetError(f"{path}: expected {{\"users\": [{n_users} strings], \"items\": [{n_items} strings]}}")
+    return users, items
 
 
 def write_ids(folder: Path, user_ids: Sequence[str], item_ids: Sequence[str]) -> Path:

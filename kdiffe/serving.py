@@ -11,7 +11,8 @@ A saved model is a folder:
 
 Nothing in it is pickled: ``numpy.load(allow_pickle=False)`` and ``json`` read it, so an untrusted
 folder cannot run code. :func:`export_checkpoint` writes one from a trainer checkpoint
-(``trainer.pt``, a trial's ``state`` folder), which keeps the same best embeddings.
+(``trainer.pt``, a trial's ``state`` folder), which keeps the same best embeddings, and the
+ids.json that :meth:`kdiffe.trainer.Trainer.save` writes beside it.
 
     python -m kdiffe train --dataset tiktok --out runs/kdiffe        # trains, saves the model there
     python -m kdiffe recommend --model runs/kdiffe --users 0,5 --k 20
@@ -30,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import UserError
-from .dataset import write_ids
+from .dataset import read_ids, write_ids
 from .files import read_json, save_npy, write_atomic
 
 FORMAT = 1
@@ -151,5 +152,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
                          "the first evaluation); re-run the trial or train with --out")
     history = state.get("history") or {}
     config = state.get("config") or {}
+    ids = read_ids(path.parent, best["users"].shape[0], best["items"].shape[0])
     return save_model(out, best["users"].numpy(), best["items"].numpy(), config, history.get("best") or {},
-                      str(best.get("dataset", config.get("dataset", ""))))
+                      str(best.get("dataset", config.get("dataset", ""))), *(ids or (None, None)))

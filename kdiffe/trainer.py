@@ -32,6 +32,7 @@ import torch
 
 from .config import Config, ConfigError
 from .data import Dataset, load_dataset
+from .dataset import write_ids
 from .memory import check_dataset_memory
 from .metrics import Evaluator
 from .recommender import CheckpointError, Recommender  # noqa: F401  (CheckpointError re-exported)
@@ -378,9 +379,13 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     def save(self, folder: str | Path) -> Path:
+        """``folder/trainer.pt``, and ``folder/ids.json`` where the dataset has ids of its own (for
+        :func:`kdiffe.serving.export_checkpoint`)."""
         path = Path(folder) / "trainer.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(), path)
+        if self.dataset.user_ids is not None and self.dataset.item_ids is not None:
+            write_ids(path.parent, self.dataset.user_ids, self.dataset.item_ids)
         return path
 
     def load(self, folder: str | Path) -> None:

@@ -283,3 +283,26 @@ def test_data_convert_round_trips(tmp_path, capsys, source, to):
     assert "exists and is not an empty folder" in capsys.readouterr().err
     assert main(["data", "convert", "--dataset", "src", "--data-dir", str(tmp_path), "--out", str(out)]) == 2
     assert "data convert needs --to" in capsys.readouterr().err
+
+
+def test_export_from_a_checkpoint_keeps_the_datasets_own_ids(tmp_path, capsys):
+    import json
+
+    from kdiffe import serving
+    from kdiffe.cli import main
+    from kdiffe.config import Config
+    from kdiffe.dataset import DatasetError
+    from kdiffe.trainer import Trainer
+
+    write_csv(tmp_path / "d", items=[f"i{i}" for i in range(5)])
+    trainer = Trainer(Config(dataset="d", data_dir=str(tmp_path), model="lightgcn", epochs=1, device="cpu"),
+                      log=lambda *_: None)
+    trainer.run()
+    trainer.save(tmp_path / "state")
+    assert main(["export", "--checkpoint", str(tmp_path / "state"), "--out", str(tmp_path / "exported")]) == 0
+    ids = json.loads((tmp_path / "exported" / "ids.json").read_text())
+    assert ids == {"users": ["u0", "u1", "u2", "u3"], "items": [f"i{i}" for i in range(5)]}
+    (tmp_path / "state" / "ids.json").write_text(json.dumps({"users": ["u0"], "items": []}))
+    with pytest.raises(DatasetError, match=r"ids.json: expected \{\"users\": \[4 strings\], \"items\": \[5 strings\]\}"):
+        serving.export_checkpoint(tmp_path / "state", tmp_path / "again")
+    capsys.readouterr()
