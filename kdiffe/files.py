@@ -86,10 +86,10 @@ def replace_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Pa
     return path
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` whole (see :func:`replace_atomic`)."""
+def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
+    """Write ``text`` (or bytes) to ``path`` whole (see :func:`replace_atomic`)."""
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
+        with (open(tmp, "wb") if isinstance(text, bytes) else open(tmp, "w", newline="")) as fh:
             fh.write(text)
     return replace_atomic(path, write)
 

@@ -10,10 +10,14 @@ a lower bound of the bytes the largest tensors of a run take (float32 everywhere
   KG view (two with contrastive learning, Eq. 13), kept for the backward pass;
 - one batch of full-ranking scores: ``min(eval_batch, users)`` x items;
 - the streamed InfoNCE logits (Eq. 13): ``min(cl_block, batch_size, users)`` x max(users, items);
-- the diffusion view (Eq. 8-12): x0, items x entities, and the denoiser's two layers of
-  ``denoiser_hidden`` units (4 copies, as above);
+- the diffusion view (Eq. 8-12): one batch of dense x0 rows, ``diff_batch`` x entities, through
+  the ``t`` steps of the reverse process, and the denoiser's two layers of ``denoiser_hidden``
+  units (4 copies, as above) (x0 itself is kept sparse);
 - the random walks of S (Eq. 4-5): ``(M + 1) x R x (users + items)`` int32 positions, which the
   visit sets copy twice (sorted and transposed); counted even when S is cached.
+
+The S, KG and diffusion terms are KDiffE's: another registered model is estimated by its
+embeddings, propagated layers and ranking scores.
 
 and compares it with what the device has free: on CUDA ``torch.cuda.mem_get_info`` (the walks
 of S, numpy on the host, against the host); on the CPU ``MemAvailable`` of /proc/meminfo (else
@@ -89,7 +93,9 @@ def estimate(cfg: Config, n_users: int, n_items: int, n_entities: int, device: t
     from .losses import default_block
 
     nodes = n_users + n_items
-    contrast = cfg.use_cl and n_entities > 0  # no KG built: no diffusion view, no InfoNCE
+    kdiffe = cfg.model == "kdiffe"
+    n_entities = n_entities if kdiffe else 0
+    contrast = kdiffe and cfg.use_cl and n_entities > 0  # no KG built: no diffusion view, no InfoNCE
     out = {
         "embedding tables": 4 * FLOAT * (nodes + n_entities) * cfg.dim,
         "propagated layers": FLOAT * (cfg.layers + 1) * nodes * cfg.dim * (2 if contrast else 1),
@@ -99,8 +105,8 @@ def estimate(cfg: Config, n_users: int, n_items: int, n_entities: int, device: t
         block = cfg.cl_block or default_block(device)
         out["InfoNCE logits"] = FLOAT * min(block, cfg.batch_size, n_users) * max(n_users, n_items)
         denoiser = (n_entities + cfg.step_dim + cfg.dim) * cfg.denoiser_hidden + cfg.denoiser_hidden * n_entities
-        out["diffusion view"] = FLOAT * (n_items * n_entities + 4 * denoiser)
-    if cfg.use_s:
+        out["diffusion view"] = FLOAT * (min(cfg.diff_batch, n_items) * n_entities * 3 + 4 * denoiser)
+    if kdiffe and cfg.use_s:
         out["random walks of S"] = 3 * 4 * (cfg.M + 1) * cfg.R * nodes
     return out
 

@@ -77,6 +77,7 @@ from plots.panels import (  # noqa: E402,F401  (re-exported: what each figure sh
 from plots.provenance import write_what_ran  # noqa: E402
 from plots.retraining import write_retrain_tables  # noqa: E402
 from plots.splits import write_splits  # noqa: E402
+from tune.remote import is_uri, pull_results  # noqa: E402
 
 from plots.panels import METRICS  # noqa: E402,F401
 TEXT_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "sweep", "status")
@@ -232,10 +233,12 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plots/figures.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=Path(DEFAULT_STORAGE),
-                        help="folder searched recursively for results.csv files, or one CSV file "
-                             f"(default {DEFAULT_STORAGE}, the runners' --storage default)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/figures)")
+    parser.add_argument("--results", default=DEFAULT_STORAGE,
+                        help="folder searched recursively for results.csv files, or one CSV file, or a storage "
+                             f"URI of the runners (s3://..., read through pyarrow.fs) (default {DEFAULT_STORAGE}, "
+                             "the runners' --storage default)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: <results>/figures; ./figures for a URI)")
     parser.add_argument("--formats", default="png,pdf", help="comma-separated image formats (default png,pdf)")
     parser.add_argument("--data-dir", default=None,
                         help="folder of the datasets, for the statistics of each split (splits.md); "
@@ -248,15 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         formats = parse_formats(args.formats)
         skipped: list[str] = []
-        frame = load_results(args.results, skipped)
-        default_out = args.results.parent if args.results.is_file() else args.results
+        if is_uri(args.results):
+            results, default_out = pull_results(args.results), Path(".")
+        else:
+            results = Path(args.results)
+            default_out = results.parent if results.is_file() else results
+        frame = load_results(results, skipped)
         out = args.out or default_out / "figures"
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: not a folder")
     except UserError as exc:
         return report(exc)
     data_dir = args.data_dir or os.environ.get("KDIFFE_DATA_DIR")
-    done = render_all(frame, out, formats, args.results, data_dir)
+    done = render_all(frame, out, formats, results, data_dir)
     for path in done.written:
         print(f"wrote {path}")
     for note in skipped + done.notes:

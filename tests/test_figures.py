@@ -368,7 +368,7 @@ def test_results_default_is_the_storage_default(tmp_path, monkeypatch, capsys):
     from kdiffe.results import DEFAULT_STORAGE
 
     assert DEFAULT_STORAGE == "results"
-    assert figures.build_parser().parse_args([]).results == Path(DEFAULT_STORAGE)
+    assert figures.build_parser().parse_args([]).results == DEFAULT_STORAGE
     monkeypatch.chdir(tmp_path)
     assert figures.main(["--formats", "png"]) == 2
     err = capsys.readouterr().err

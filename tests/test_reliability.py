@@ -157,6 +157,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_nodes(nodes: list[subprocess.Popen]) -> None:
+    """SIGTERM each Ray node (`ray start --block`), the head last; a node still up after 60 s is
+    killed and fails the test (never `ray stop`, which would end every Ray on the machine)."""
+    for node in reversed(nodes):
+        node.terminate()
+    for node in nodes:
+        try:
+            node.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+            pytest.fail("a Ray node did not stop on SIGTERM")
+
+
 def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
     port = free_port()
     token = tmp_path / "auth_token"
@@ -196,15 +210,7 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
         assert refused.returncode == 2 and time.time() - began < 30, refused.stderr[-3000:]
         assert len(lines) == 1 and "refused this client's authentication token" in lines[0], lines
     finally:
-        for node in reversed(nodes):
-            node.terminate()
-        for node in nodes:
-            try:
-                node.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
-                node.wait()
-                pytest.fail("a Ray node did not stop on SIGTERM")
+        stop_nodes(nodes)
     assert all(node.returncode is not None for node in nodes)
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", port))  # the head's GCS is gone

@@ -28,11 +28,13 @@ from kdiffe.errors import EXIT_USAGE, UserError, report
 from kdiffe.memory import check_dataset_memory
 from kdiffe.paper import SWEEP_PARAMS
 from kdiffe.zoo import model_class
-from kdiffe.results import DEFAULT_STORAGE, RESULTS_FILE, best_evaluation
+from kdiffe.results import BEST_FILE, DEFAULT_STORAGE, RESULTS_FILE, best_evaluation
 from kdiffe.trainer import dataset_for
 
 from .experiment import DEFAULT_GRACE_PERIOD, Experiment, Outcome, check_resources, run, set_ray_env, start_ray
 from .lock import LOCK_FILE, ExperimentLock
+from .remote import Mirror, Remote, is_uri, mirror_root
+from .shipped import TRANSPORTS, pack
 from .store import (RECORD_FILE, ExperimentError, assemble, check_storage, disk_full, end_record, experiment_path,
                     load_record, start_record, storage_path, write_best)
 from .trainable import resolve_trial_config
@@ -132,7 +134,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None,
                         help="join an existing Ray cluster, e.g. auto or 10.0.0.5:6379 (default: start a local Ray)")
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"folder holding experiments (default ./{DEFAULT_STORAGE})")
+                        help=f"folder holding experiments (default ./{DEFAULT_STORAGE}), or a URI pyarrow.fs opens "
+                             "(s3://bucket/path, gs://...): no shared disk needed (credentials from the environment)")
+    parser.add_argument("--data-transport", choices=list(TRANSPORTS), default="auto",
+                        help="how trials get the data: folder (each node reads --data-dir), ray (the driver ships "
+                             "the dataset files through Ray's object store); auto: ray when --storage is a URI")
     parser.add_argument("--name", default=None, help="experiment name (folder under --storage)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the experiment --name with the options it was started with")
@@ -282,7 +288,19 @@ def resolve_resume(args: argparse.Namespace, given: Mapping[str, Any], path: Pat
     return argparse.Namespace(**{**merged, "resume": True, "name": args.name, "storage": args.storage}), record
 
 
-def next_steps(path: Path, storage: Path, seconds: float) -> list[str]:
+def open_storage(text: str) -> tuple[Path, Remote | None]:
+    """(the local folder the driver works in, the store behind it or None): a local --storage is
+    itself; a URI (tune.remote) is mirrored in a local folder."""
+    if is_uri(text):
+        remote = Remote(text)
+        remote.check_writable()
+        return mirror_root(remote.uri), remote
+    storage = storage_path(text)
+    check_storage(storage)
+    return storage, None
+
+
+def next_steps(path: Path, storage: Path | str, seconds: float) -> list[str]:
     """The end of a run that finished: its wall time and what a researcher does next."""
     from .console import duration
 
@@ -368,8 +386,9 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
     started = time.monotonic() if started is None else started
     args = build_parser(script).parse_args(argv)
     given = given_options(build_parser(script), argv)
-    storage = storage_path(args.storage)
-    check_storage(storage)
+    storage, remote = open_storage(args.storage)
+    where = remote.uri if remote else storage  # what the user names: the URI, not its mirror
+    mirror: Mirror | None = None
     command = " ".join([script.prog, *argv])
     with ExitStack() as stack:
         record = None
@@ -377,6 +396,11 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
             if not args.name:
                 raise ExperimentError("--resume needs --name (the experiment folder under --storage)")
             path = experiment_path(storage, args.name)
+            if remote is not None:
+                mirror = Mirror(remote, args.name, path)
+                mirror.pull()
+                if not (path / RECORD_FILE).is_file():
+                    raise ExperimentError(f"--resume: no experiment at {mirror.uri}")
             if not path.is_dir():
                 raise ExperimentError(f"--resume: no experiment at {path}")
             stack.enter_context(ExperimentLock(path, command))
@@ -398,6 +422,9 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
             raise ConfigError(f"{plan.total:,} trials planned; at most {MAX_TRIALS:,} in one experiment")
         name = args.name or plan.name
         path = experiment_path(storage, name)
+        if remote is not None and mirror is None:
+            mirror = Mirror(remote, name, path)
+            mirror.pull()
         if not args.resume:
             stack.enter_context(ExperimentLock(path, command))
             if any(p.name != LOCK_FILE for p in path.iterdir()):
@@ -406,29 +433,39 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
         for dataset in plan.datasets:
             check_dataset(dataset, base["data_dir"])
         validate_configs(plan.candidates)
+        transport = args.data_transport if args.data_transport != "auto" else ("ray" if remote else "folder")
         exp = Experiment(name=name, storage=storage, kind=plan.kind, total=plan.total, params=plan.params,
                          param_space={**plan.param_space, "experiment": name, "kind": plan.kind,
-                                      "results_dir": str(path), "threads": args.threads},
+                                      "results_dir": str(path), "threads": args.threads,
+                                      **({"results_uri": mirror.uri} if mirror else {})},
                          cells=plan.cells, metric=plan.metric, num_samples=plan.num_samples, search=plan.search,
                          scheduler=plan.scheduler, max_t=evaluations(base["epochs"], base.get("eval_every", 1)),
                          seed=plan.seed, grace_period=plan.grace_period, first=plan.first,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent or plan.max_concurrent, max_failures=args.max_failures,
                          address=args.address, resume=args.resume, verbose=args.verbose,
-                         tracker=args.tracker, tracker_uri=args.tracker_uri)
-        resume_hint = f"python {script.prog} --storage {storage} --name {name} --resume"
+                         tracker=args.tracker, tracker_uri=args.tracker_uri, mirror=mirror,
+                         data=pack(plan.datasets, base["data_dir"]) if transport == "ray" else None)
+        resume_hint = f"python {script.prog} --storage {where} --name {name} --resume"
         stopped_line = f"interrupted: continue with {resume_hint}"
         opened: dict[str, Any] = {}
+
+        def push(*names: str) -> None:
+            if mirror is not None:
+                mirror.push(*names)
 
         def close_without_ray() -> None:
             if "record" in opened:
                 try:
+                    if mirror is not None:
+                        mirror.pull()
                     frame = assemble(path)
                     write_best(frame, path, name, plan.kind, plan.metric)
                     print("\n".join(trial_lines(frame)), flush=True)
                 except (OSError, UserError):
                     pass
                 end_record(path, opened["record"], EXIT_INTERRUPTED, time.monotonic() - started)
+                push(RESULTS_FILE, BEST_FILE, RECORD_FILE)
             print(stopped_line, flush=True)
 
         start_ray(args.address, args.verbose)
@@ -440,17 +477,19 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
             record = opened["record"] = start_record(path, script.prog, [script.prog, *argv], settings, record)
         except OSError as exc:
             raise ExperimentError(f"{path / RECORD_FILE}: cannot write ({exc.strerror or exc})") from None
+        push(RECORD_FILE, *(run["patch"] for run in record["runs"][-1:] if run.get("patch")))
         code, problem, follow = 1, None, None
         try:
             outcome = run(exp)
-            print(f"results: {exp.path / RESULTS_FILE} ({len(outcome.frame)} rows); best: {exp.path / 'best.json'}")
+            shown = mirror.uri if mirror else exp.path
+            print(f"results: {shown}/{RESULTS_FILE} ({len(outcome.frame)} rows); best: {shown}/{BEST_FILE}")
             lines, code = script.finish(outcome, exp, args)
             if outcome.interrupted:
                 lines.append(stopped_line)
                 code = EXIT_INTERRUPTED
             elif code == 0:
                 follow = script.follow_up(exp, args)
-                lines += [follow[0]] if follow else next_steps(exp.path, storage, time.monotonic() - started)
+                lines += [follow[0]] if follow else next_steps(exp.path, where, time.monotonic() - started)
             print("\n".join(lines), flush=True)
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
@@ -462,6 +501,7 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
         finally:
             stopper.cancel()
             unrecorded = end_record(path, record, code, time.monotonic() - started)
+            push(RECORD_FILE)
         problem = problem or unrecorded
         if problem is not None:
             raise ExperimentError(f"{problem.filename or path}: {problem.strerror or problem}; nothing that "

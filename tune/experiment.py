@@ -66,6 +66,13 @@ class Experiment:
     first: dict[str, Any] | None = None  #: optuna: the first trial's values (a fresh search only)
     tracker: str | None = None  #: mlflow | tensorboard | wandb (tune.tracking)
     tracker_uri: str | None = None
+    mirror: Any = None  #: tune.remote.Mirror when the experiment is stored at a URI (exp.path is its local copy)
+    data: Any = None  #: the dataset files shipped to the trials (tune.shipped), None: they read --data-dir
+
+    @property
+    def storage_uri(self) -> str | None:
+        """The storage URI the user named, None for a local folder."""
+        return self.mirror.store.uri if self.mirror is not None else None
 
     @property
     def path(self) -> Path:
@@ -281,8 +288,9 @@ class _Ledger:
     """What happened to trials in this run, as the driver saw it (shared by the scheduler and the
     console): the ones the scheduler stopped, and the ones that failed for good, with their error."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, mirror: Any = None) -> None:
         self.folder = folder
+        self.mirror = mirror
         self.stopped: set[str] = set()
         self.failed: dict[str, str] = {}
 
@@ -300,8 +308,11 @@ class _Ledger:
             return
         self.stopped.add(key)
         try:
-            TrialFiles(self.folder, key).ended(STOPPED, result.get("epoch"))
-        except OSError:
+            files = TrialFiles(self.folder, key)
+            files.ended(STOPPED, result.get("epoch"))
+            if self.mirror is not None:
+                self.mirror.push(str(files.end.relative_to(self.folder)))
+        except (OSError, ExperimentError):
             pass  # left partial: resume continues it and the scheduler judges it again
 
 
@@ -385,7 +396,7 @@ def run(exp: Experiment) -> Outcome:
               flush=True)
     failed_now: dict[str, str] = {}
     if work.left:
-        ledger = _Ledger(exp.path)
+        ledger = _Ledger(exp.path, exp.mirror)
         runs = exp.path / RAY_FOLDER
         index = 1 + max((int(p.name[4:]) for p in runs.glob("run-*") if p.name[4:].isdigit()), default=0)
         while True:  # a folder of Ray's made now, never one that was there before
@@ -410,7 +421,8 @@ def run(exp: Experiment) -> Outcome:
             metric=exp.metric, mode="max", num_samples=samples, search_alg=search_alg,
             scheduler=_scheduler(exp, work, ledger) if exp.scheduler == "asha" else None,
             max_concurrent_trials=exp.max_concurrent or None, reuse_actors=True, trial_dirname_creator=trial_dirname)
-        trainable = tune.with_resources(kdiffe_trainable, {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial})
+        trainable = tune.with_parameters(kdiffe_trainable, data=exp.data) if exp.data else kdiffe_trainable
+        trainable = tune.with_resources(trainable, {"cpu": exp.cpus_per_trial, "gpu": exp.gpus_per_trial})
         tuner = tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
         try:
             tuner.fit()  # its ResultGrid is not used: the trial records are the results
@@ -421,11 +433,15 @@ def run(exp: Experiment) -> Outcome:
             print(f"warning: Ray Tune ended with an error of its own ({type(exc).__name__}: {message[0][:300]}); "
                   "the results below come from the trial records", file=sys.stderr, flush=True)
         failed_now = ledger.failed
+    if exp.mirror is not None:  # the trials wrote into the store
+        exp.mirror.pull()
     records = read_trials(exp.path)
     frame = assemble(exp.path, failed_now, records)
     if not len(frame):
         raise ExperimentError(f"{exp.name}: no trial reported a result; see Ray's logs in {exp.path / RAY_FOLDER}")
     write_best(frame, exp.path, exp.name, exp.kind, exp.metric)
+    if exp.mirror is not None:
+        exp.mirror.push(RESULTS_FILE, "best.json")
     settled = sum(r.ended for r in records.values()) + sum(
         key not in records or not records[key].ended for key in failed_now)
     return Outcome(frame=frame, interrupted=settled < exp.total)

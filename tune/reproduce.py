@@ -266,9 +266,31 @@ def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: fl
     return parts
 
 
-def state(storage: Path, part: Part) -> str:
+class Storage:
+    """The parts' storage: a local folder, or a URI (tune.remote) whose experiments are mirrored
+    locally before they are read."""
+
+    def __init__(self, text: str) -> None:
+        from tune.remote import Remote, is_uri, mirror_root
+
+        self.remote = Remote(text) if is_uri(text) else None
+        if self.remote is not None:
+            self.remote.check_writable()
+        self.text = self.remote.uri if self.remote else str(storage_path(text))
+        self.local = mirror_root(self.remote.uri) if self.remote else Path(self.text)
+
+    def pulled(self, name: str) -> Path:
+        """The local folder of experiment ``name``, refreshed from the store first."""
+        from tune.remote import Mirror
+
+        if self.remote is not None:
+            Mirror(self.remote, name, self.local / name).pull()
+        return self.local / name
+
+
+def state(storage: Storage, part: Part) -> str:
     """"new", "done" (its last run exited 0) or "resume" (tune.store.experiment_state)."""
-    return experiment_state(storage / part.name)
+    return experiment_state(storage.pulled(part.name))
 
 
 def resource_argv(args: argparse.Namespace, part: Part) -> list[str]:
@@ -278,18 +300,18 @@ def resource_argv(args: argparse.Namespace, part: Part) -> list[str]:
     return [x for f in flags if getattr(args, f) is not None for x in (f"--{f.replace('_', '-')}", getattr(args, f))]
 
 
-def run_part(storage: Path, part: Part, resources: list[str]) -> int:
+def run_part(storage: Storage, part: Part, resources: list[str]) -> int:
     from importlib import import_module
 
     from tune.cli import main
 
     module = {"search": "tune.search", "ablation": "ablations.run", "scalability": "tune.scalability"}[part.script]
     script = import_module(module).SCRIPT
-    where = ["--storage", str(storage), "--name", part.name]
+    where = ["--storage", storage.text, "--name", part.name]
     if state(storage, part) == "resume":
         after = list(NO_RETRAIN) if part.script == "search" else []  # parts that began before it existed too
         return main(script, [*where, "--resume", *after, *resources])
-    settings = best_settings(storage, part.after, part.carried) if part.after else []
+    settings = best_settings(storage.local, part.after, part.carried) if part.after else []
     argv = [*part.argv, *settings, *where, *resources]
     return main(script, argv)
 
@@ -362,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise UserError(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
         args.data_dir = str(resolve_data_dir(args.data_dir))
-        storage = storage_path(args.storage)
+        storage = Storage(args.storage)
         parts = [] if args.render_only else plan(args)
     except UserError as exc:
         return report(exc)
@@ -391,9 +413,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{part.name} ended with exit code {code}; run the same command again to resume it", flush=True)
             return code
     from plots.figures import load_results, render_all
+    from tune.remote import pull_results
 
     try:
-        done = render_all(load_results(storage), storage / "figures", ("png",), storage, args.data_dir)
+        results = pull_results(storage.text) if storage.remote else storage.local
+        done = render_all(load_results(results), results / "figures", ("png",), results, args.data_dir)
+        if storage.remote is not None:
+            storage.remote.upload(results / "figures", "figures")
     except UserError as exc:
         return report(exc)
     for path in done.written:

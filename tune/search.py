@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from kdiffe.config import VARIANTS, ConfigError, from_dict, parse_overrides  # noqa: E402
 from kdiffe.errors import UserError  # noqa: E402
 from kdiffe.results import BEST_FILE, best_rows, metric_columns  # noqa: E402
+from tune.remote import Mirror  # noqa: E402
 from kdiffe.catalog import MODELS  # noqa: E402
 
 from tune.cli import (RESOURCE_OPTIONS, Plan, Script, main as run_script, non_negative, seeds_arg,  # noqa: E402
@@ -233,7 +234,9 @@ def follow_up(exp: Any, args: argparse.Namespace) -> tuple[str, list[str]] | Non
     name = f"{exp.name}-retrain"
     resources = [x for key in RESOURCE_OPTIONS if key != "verbose" and getattr(args, key, None) is not None
                  for x in _option(key, getattr(args, key))] + (["--verbose"] if args.verbose else [])
-    where = ["--storage", str(exp.storage), "--name", name]
+    where = ["--storage", exp.storage_uri or str(exp.storage), "--name", name]
+    if exp.mirror is not None:  # its record is in the store
+        Mirror(exp.mirror.store, name, exp.storage / name).pull()
     state = experiment_state(exp.storage / name)
     if state == "done":
         return None

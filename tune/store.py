@@ -112,16 +112,11 @@ def read_frame(path: Path) -> Any:
 
 
 def storage_path(text: str) -> Path:
-    """--storage as an absolute folder: a path, or a ``file://`` URI. Another URI (``s3://``,
-    ``gs://``, ...) is refused with one line rather than written as a local folder named after it."""
-    import re
+    """A local --storage as an absolute folder: a path, or a ``file://`` URI (other URIs are
+    :mod:`tune.remote`'s)."""
     from urllib.parse import unquote, urlparse
 
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", text)
-    if scheme and scheme.group(1).lower() != "file":
-        raise ExperimentError(f"--storage {text}: {scheme.group(1)}:// storage is not supported yet; use a local "
-                              "folder, or one on a disk every node shares")
-    if scheme:
+    if text.lower().startswith("file://"):
         text = unquote(urlparse(text).path)
     return Path(text).expanduser().resolve()
 
@@ -225,15 +220,18 @@ class TrialFiles:
         self.record = self.folder / "trial.json"
         self.end = self.folder / "end.json"
 
-    def begin(self, node: str, identity: Mapping[str, Any], values: Mapping[str, Any] | None = None) -> None:
+    def begin(self, node: str, identity: Mapping[str, Any], values: Mapping[str, Any] | None = None,
+              data: str = "") -> None:
         """Mark the trial as running here (an earlier failure is forgotten); ``identity`` is its
         row without metrics, the template of an error row should it fail before any evaluation;
-        ``values`` what makes it this trial (trial.json)."""
+        ``values`` what makes it this trial (trial.json); ``data`` where its dataset is read from
+        (worker.json)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.error.unlink(missing_ok=True)
         write_atomic(self.record, json.dumps({"key": self.trial_id, "values": dict(values or {})}, default=str))
         write_atomic(self.identity, json.dumps(dict(identity), default=str))
-        write_atomic(self.worker, json.dumps({"node": node, "pid": os.getpid(), "host": socket.gethostname()}))
+        write_atomic(self.worker, json.dumps({"node": node, "pid": os.getpid(), "host": socket.gethostname(),
+                                              "data": data}))
 
     def ended(self, outcome: str, epoch: Any) -> None:
         """Record that the trial ended on its own rules (``finished``) or the scheduler's (``stopped``)."""
@@ -269,6 +267,9 @@ class TrialFiles:
         import pandas as pd
 
         write_frame(pd.DataFrame(list(rows), columns=list(COLUMNS)), self.rows)
+
+    def close(self) -> None:
+        """The trial's process is done with its folder (nothing to do on disk)."""
 
     def fail(self, message: str) -> None:
         """Record why the trial failed; where even that cannot be written (a full disk), the

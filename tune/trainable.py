@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Mapping
 
 from kdiffe.config import Config, from_dict
 from kdiffe.results import result_row
 
 from .keys import KEY, config_key
-from .store import FINISHED, TrialFiles
+from .remote import SharedCache, staging_folder, trial_files
+from .shipped import Bundle, unpack
+from .store import FINISHED
 
 #: Keys of a trial config that are not Config fields (``searched``: the names an optuna search moves).
-META_KEYS = ("point", "sweep", "kind", "experiment", "results_dir", KEY, "searched", "threads")
+META_KEYS = ("point", "sweep", "kind", "experiment", "results_dir", "results_uri", KEY, "searched", "threads")
 
 
 def resolve_trial_config(trial_config: Mapping[str, Any]) -> tuple[Config, str]:
@@ -45,25 +46,38 @@ def trial_values(trial_config: Mapping[str, Any]) -> dict[str, Any]:
     return {**point, **{name: trial_config[name] for name in trial_config.get("searched") or () if name in trial_config}}
 
 
-def kdiffe_trainable(trial_config: dict[str, Any]) -> None:
-    """Train one configuration, writing and reporting every evaluation; continues its own checkpoint."""
+def kdiffe_trainable(trial_config: dict[str, Any], data: Bundle | None = None) -> None:
+    """Train one configuration, writing and reporting every evaluation; continues its own checkpoint.
+
+    ``data``: the experiment's dataset files, shipped by the driver (:mod:`tune.shipped`); None reads
+    the configured data folder. With storage at a URI the records go there (:mod:`tune.remote`) and
+    S comes from, or goes to, the experiment's shared cache."""
     import ray
     import torch
     from ray import tune
 
-    from kdiffe.trainer import Trainer
+    from kdiffe.trainer import Trainer, dataset_for
 
     config, sweep = resolve_trial_config(trial_config)
     trial_id = config_key(trial_config) or tune.get_context().get_trial_id()
-    files = TrialFiles(Path(trial_config["results_dir"]), trial_id)
+    files = trial_files(trial_config, trial_id)
     identity = dict(experiment=trial_config.get("experiment", ""), trial_id=trial_id, config=config.to_dict(),
                     kind=trial_config.get("kind", "search"), sweep=sweep)
     try:
+        data_root = unpack(data) if data else None  # the shipped dataset files, in a folder of this node
         files.begin(ray.get_runtime_context().get_node_id(), result_row(metrics={}, **identity),
-                    trial_values(trial_config))
+                    trial_values(trial_config), str(data_root or config.data_dir or ""))
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         torch.set_num_threads(int(trial_config.get("threads") or max(1, int(cpus))))
-        trainer = Trainer(config)  # its log goes to the worker log (shown with -v)
+        run_config, cache = config, None
+        if trial_config.get("results_uri"):  # S from and to the experiment's cache, not a node's folder
+            cache = SharedCache(trial_config["results_uri"], staging_folder(trial_config["results_uri"], "cache"))
+            cache.fetch()
+            run_config = config.replace(cache_dir=str(cache.local))
+        dataset = dataset_for(run_config.replace(data_dir=str(data_root))) if data_root else None
+        trainer = Trainer(run_config, dataset)  # its log goes to the worker log (shown with -v)
+        if cache is not None:
+            cache.share()
         state = files.state_folder()
         if state is not None:
             trainer.load(state)
@@ -94,3 +108,5 @@ def kdiffe_trainable(trial_config: dict[str, Any]) -> None:
     except Exception as exc:
         files.fail("".join(traceback.format_exception_only(type(exc), exc)))
         raise
+    finally:
+        files.close()

@@ -1,0 +1,328 @@
+"""Experiments on storage without a shared disk: any URI that ``pyarrow.fs`` understands.
+
+``--storage s3://bucket/experiments`` (or ``gs://``, ``hdfs://``, ...: whatever
+``pyarrow.fs.FileSystem.from_uri`` opens, as Ray's own ``storage_path`` does) keeps the experiment
+folder of :mod:`tune.store` in that store, object for file, with the same guarantees:
+
+* **Trials** work in a local staging folder (:class:`RemoteTrialFiles`) with the code of
+  :class:`tune.store.TrialFiles`, and put every record they write into the store as one object.
+  An object store replaces an object whole or not at all (a PUT is atomic), so no record is
+  ever torn. A checkpoint is several objects, and an object store has no rename: each one goes
+  to a fresh prefix ``state-<n>/``, then one small commit marker ``state.json`` names it, and
+  only then is the previous prefix deleted. A kill at any moment leaves the marker naming a
+  complete checkpoint (or none yet). As before, the checkpoint is written before the rows, which
+  are rebuilt from its history, so nothing is lost or repeated. Ray Tune does the same with
+  checkpoints on a URI (``StorageContext.persist_current_checkpoint`` in
+  ``ray/train/_internal/storage.py``: the local files copied with ``pyarrow.fs.copy_files`` into a
+  fresh ``checkpoint_<index>/``, which the experiment state names only afterwards). We keep our
+  own records rather than switching to ``tune.report(checkpoint=...)``, because Ray's experiment
+  state is pickled and never read back here, and a trial's records must be readable without Ray.
+* **The driver** keeps a mirror of the experiment in a local folder (``$KDIFFE_MIRROR_DIR`` or
+  ``~/.cache/kdiffe/mirror/<hash of the URI>``), pulled from the store before it reads anything
+  (checkpoints and Ray's own files are not copied) and pushed after it writes experiment.json,
+  results.csv and best.json. ``--resume`` needs only the URI.
+* **S**, the attention matrix, is cached with the experiment (``<experiment>/cache/``): the first
+  trial that needs one builds and uploads it, the others download it.
+
+Credentials come from the environment, the way pyarrow reads them (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ``GOOGLE_APPLICATION_CREDENTIALS``, ...); a URI
+carrying them (``s3://key:secret@bucket``) is refused, so they never reach a record or a log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlparse
+
+from kdiffe.files import write_atomic
+
+from .store import RAY_FOLDER, TRIALS, ExperimentError, TrialFiles
+
+#: sub-folder of an experiment holding the cached S matrices of its trials
+CACHE_FOLDER = "cache"
+#: a trial's commit marker: which ``state-<n>/`` prefix holds its checkpoint
+STATE_MARKER = "state.json"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def is_uri(text: str) -> bool:
+    """A storage URI other than a local path or ``file://``."""
+    found = _SCHEME.match(str(text))
+    return bool(found) and found.group(1).lower() != "file"
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:240] or type(exc).__name__
+
+
+class Remote:
+    """A folder of a pyarrow file system, named by a URI; paths below it are '/'-separated."""
+
+    def __init__(self, uri: str) -> None:
+        import pyarrow.fs as pafs
+
+        parsed = urlparse(uri)
+        if parsed.username or parsed.password:
+            raise ExperimentError(f"--storage {parsed.scheme}://...@{parsed.hostname or ''}{parsed.path}: credentials "
+                                  "do not belong in the URI (they would be recorded); give them in the environment "
+                                  "(e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+        try:
+            self.fs, root = pafs.FileSystem.from_uri(uri)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ExperimentError(f"--storage {uri}: cannot open it ({_short(exc)})") from None
+        self.uri = uri.rstrip("/")
+        self.root = root.rstrip("/")
+        self._pafs = pafs
+
+    def path(self, rel: str = "") -> str:
+        return _join(self.root, rel) if rel else self.root
+
+    def child(self, rel: str) -> "Remote":
+        """The sub-folder ``rel`` (its URI keeps this one's query, e.g. an endpoint)."""
+        sub = object.__new__(Remote)
+        sub.fs, sub._pafs = self.fs, self._pafs
+        parsed = urlparse(self.uri)
+        sub.uri = parsed._replace(path=f"{parsed.path.rstrip('/')}/{rel}").geturl()
+        sub.root = self.path(rel)
+        return sub
+
+    # objects ------------------------------------------------------------
+    def put(self, rel: str, data: bytes | str) -> None:
+        """One object, replaced whole: readers see the old bytes or the new, never a part."""
+        data = data.encode() if isinstance(data, str) else data
+        with self.fs.open_output_stream(self.path(rel)) as out:
+            out.write(data)
+
+    def get(self, rel: str) -> bytes | None:
+        """The object's bytes, None if there is none."""
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if self.kind(rel) is None:
+                return None
+            raise ExperimentError(f"{self.uri}/{rel}: cannot read ({_short(exc)})") from None
+
+    def kind(self, rel: str) -> str | None:
+        """"file", "dir" or None (absent)."""
+        info = self.fs.get_file_info(self.path(rel))
+        return {self._pafs.FileType.File: "file", self._pafs.FileType.Directory: "dir"}.get(info.type)
+
+    def delete(self, rel: str) -> None:
+        try:
+            self.fs.delete_file(self.path(rel))
+        except (FileNotFoundError, OSError):
+            pass
+
+    def delete_dir(self, rel: str) -> None:
+        try:
+            self.fs.delete_dir(self.path(rel))
+        except (FileNotFoundError, OSError):
+            pass
+
+    def files(self, rel: str = "") -> list[str]:
+        """Every file below ``rel``, as paths relative to ``rel``, sorted."""
+        base = self.path(rel)
+        selector = self._pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as exc:
+            raise ExperimentError(f"{self.uri}/{rel}: cannot list ({_short(exc)})") from None
+        return sorted(i.path[len(base) + 1:] for i in infos if i.type == self._pafs.FileType.File)
+
+    def children(self, rel: str = "") -> list[str]:
+        """Names directly below ``rel`` (files and folders)."""
+        base = self.path(rel)
+        selector = self._pafs.FileSelector(base, recursive=False, allow_not_found=True)
+        return sorted(i.path[len(base) + 1:] for i in self.fs.get_file_info(selector))
+
+    # folders ------------------------------------------------------------
+    def upload(self, local: Path, rel: str) -> list[str]:
+        """Every file of the local folder ``local`` to ``rel/``; the names uploaded."""
+        names = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+        for name in names:
+            self.put(_join(rel, name), (local / name).read_bytes())
+        return names
+
+    def download(self, rel: str, local: Path, keep: Callable[[str], bool] = lambda name: True) -> list[str]:
+        """Every file below ``rel`` that ``keep`` accepts into the local folder ``local``."""
+        names = [n for n in self.files(rel) if keep(n)]
+        for name in names:
+            data = self.get(_join(rel, name))
+            if data is not None:
+                write_atomic(local / name, data)
+        return names
+
+    def check_writable(self) -> None:
+        """Refuse, in one line, storage this process cannot write (no bucket, no credentials)."""
+        probe = ".kdiffe-write-test"
+        try:
+            self.put(probe, b"")
+            self.delete(probe)
+        except (OSError, ExperimentError) as exc:
+            raise ExperimentError(f"--storage {self.uri}: cannot write there ({_short(exc)})") from None
+
+
+def mirror_root(uri: str) -> Path:
+    """The local folder mirroring the storage ``uri`` (one per URI)."""
+    base = os.environ.get("KDIFFE_MIRROR_DIR") or Path.home() / ".cache" / "kdiffe" / "mirror"
+    return Path(base).expanduser().resolve() / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+
+
+def _driver_keeps(name: str) -> bool:
+    """What the driver mirrors of an experiment: every record, no checkpoint, no Ray file, no cache."""
+    parts = name.split("/")
+    if parts[0] in (RAY_FOLDER, CACHE_FOLDER):
+        return False
+    return not (parts[0] == TRIALS and len(parts) > 2 and (parts[2].startswith("state") or parts[2] == STATE_MARKER))
+
+
+class Mirror:
+    """The driver's local copy of one experiment stored at a URI."""
+
+    def __init__(self, store: Remote, name: str, local: Path) -> None:
+        self.store, self.name, self.local = store, name, local
+        self.remote = store.child(name)
+
+    @property
+    def uri(self) -> str:
+        return self.remote.uri
+
+    def pull(self) -> None:
+        """Replace the local copy with the store's records."""
+        shutil.rmtree(self.local, ignore_errors=True)
+        self.local.mkdir(parents=True, exist_ok=True)
+        self.remote.download("", self.local, _driver_keeps)
+
+    def push(self, *names: str) -> None:
+        """The local files ``names`` (relative to the experiment) to the store."""
+        for name in names:
+            path = self.local / name
+            if path.is_file():
+                self.remote.put(name, path.read_bytes())
+
+
+#: what readers of stored results need of each experiment (plots/figures.py --results URI)
+RESULT_FILES = ("results.csv", "best.json", "experiment.json")
+
+
+def pull_results(uri: str) -> Path:
+    """Every experiment's results.csv, best.json and experiment.json under the storage ``uri``, into
+    its local mirror (checkpoints and trial records stay in the store); returns the mirror."""
+    remote = Remote(uri)
+    local = mirror_root(remote.uri)
+    names = [n for n in remote.files() if n.rsplit("/", 1)[-1] in RESULT_FILES and f"/{TRIALS}/" not in f"/{n}"]
+    if not names:
+        raise ExperimentError(f"--results {remote.uri}: no results.csv there")
+    for name in names:
+        write_atomic(local / name, remote.get(name) or b"")
+    return local
+
+
+# ------------------------------------------------------------------------------- trials
+def staging_folder(uri: str, trial_id: str) -> Path:
+    """A trial's local working folder on whatever node runs it."""
+    base = os.environ.get("KDIFFE_STAGING_DIR") or Path.home() / ".cache" / "kdiffe" / "staging"
+    return Path(base).expanduser().resolve() / hashlib.sha256(uri.encode()).hexdigest()[:16] / trial_id
+
+
+class RemoteTrialFiles(TrialFiles):
+    """:class:`tune.store.TrialFiles` in a local staging folder, every record put into the store
+    as it is written (see the module docstring for the checkpoint's commit marker)."""
+
+    def __init__(self, experiment_uri: str, trial_id: str) -> None:
+        self.remote = Remote(experiment_uri).child(f"{TRIALS}/{trial_id}")
+        self.staging = staging_folder(experiment_uri, trial_id)
+        super().__init__(self.staging, trial_id)
+
+    def _put(self, path: Path) -> None:
+        self.remote.put(path.name, path.read_bytes())
+
+    def begin(self, node: str, identity: Mapping[str, Any], values: Mapping[str, Any] | None = None,
+              data: str = "") -> None:
+        """Fetch the trial's records and committed checkpoint from the store, then begin as locally."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for path in (self.rows, self.end, self.record):
+            stored = self.remote.get(path.name)
+            if stored is not None:
+                write_atomic(path, stored)
+        marker = self.remote.get(STATE_MARKER)
+        if marker is not None:
+            prefix = json.loads(marker)["folder"]
+            self.remote.download(prefix, self.state)
+        super().begin(node, identity, values, data)
+        self.remote.delete(self.error.name)
+        for path in (self.record, self.identity, self.worker):
+            self._put(path)
+
+    def ended(self, outcome: str, epoch: Any) -> None:
+        super().ended(outcome, epoch)
+        self._put(self.end)
+
+    def save_state(self, save: Any) -> None:
+        """Save locally, upload to a fresh prefix, commit it with the marker, drop the old prefix."""
+        super().save_state(save)
+        number = 1 + max((int(n[6:]) for n in self.remote.children() if n.startswith("state-") and n[6:].isdigit()),
+                         default=0)
+        prefix = f"state-{number}"
+        files = self.remote.upload(self.state, prefix)
+        self.remote.put(STATE_MARKER, json.dumps({"folder": prefix, "files": files}))
+        for name in self.remote.children():
+            if name.startswith("state-") and name != prefix:  # the previous one, and any never committed
+                self.remote.delete_dir(name)
+
+    def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        super().write_rows(rows)
+        self._put(self.rows)
+
+    def fail(self, message: str) -> None:
+        super().fail(message)
+        try:
+            self._put(self.error)
+        except (OSError, ExperimentError):
+            pass
+
+    def close(self) -> None:
+        """Drop the staging folder: everything of the trial is in the store."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def trial_files(trial_config: Mapping[str, Any], trial_id: str) -> TrialFiles:
+    """The records of one trial: in the store when the experiment lives at a URI, else on disk."""
+    uri = trial_config.get("results_uri")
+    if uri:
+        return RemoteTrialFiles(uri, trial_id)
+    return TrialFiles(Path(trial_config["results_dir"]), trial_id)
+
+
+# ------------------------------------------------------------------------------- S cache
+class SharedCache:
+    """A trial's S cache: a local folder kept in step with the experiment's ``cache/`` in the store."""
+
+    def __init__(self, experiment_uri: str, local: Path) -> None:
+        self.remote = Remote(experiment_uri).child(CACHE_FOLDER)
+        self.local = local
+
+    def fetch(self) -> None:
+        self.local.mkdir(parents=True, exist_ok=True)
+        have = {p.name for p in self.local.iterdir()}
+        self.remote.download("", self.local, lambda name: "/" not in name and name not in have)
+
+    def share(self) -> None:
+        there = set(self.remote.files())
+        for path in sorted(self.local.glob("S_*.npz")):
+            if path.name not in there:
+                self.remote.put(path.name, path.read_bytes())
