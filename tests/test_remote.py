@@ -258,3 +258,21 @@ def test_a_remote_child_keeps_the_query_of_its_uri():
     child = remote.child("name/trials")
     assert child.uri == "s3://bkt/exp/name/trials?endpoint_override=127.0.0.1:1&scheme=http"
     assert child.root == "bkt/exp/name/trials" and child.path("a/b") == "bkt/exp/name/trials/a/b"
+
+
+def test_a_pull_replaces_the_mirror_but_keeps_the_drivers_lock_and_ray_files(s3, tmp_path):
+    from tune.remote import Mirror, Remote
+
+    store = Remote("s3://bkt/pull")
+    store.put("exp/results.csv", b"a\n1\n")
+    store.put("exp/trials/t1/rows.csv", b"a\n1\n")
+    store.put("exp/trials/t1/state-3/trainer.pt", b"weights")  # checkpoints stay in the store
+    store.put("exp/trials/t1/state.json", b"{}")
+    local = tmp_path / "mirror" / "exp"
+    (local / "ray" / "run-1").mkdir(parents=True)
+    (local / ".lock").write_text("held")
+    (local / "stale.csv").write_text("gone after the pull")
+    Mirror(store, "exp", local).pull()
+    assert sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()) == [
+        ".lock", "results.csv", "trials/t1/rows.csv"]
+    assert (local / "ray" / "run-1").is_dir() and (local / ".lock").read_text() == "held"

@@ -42,10 +42,13 @@ from urllib.parse import urlparse
 
 from kdiffe.files import write_atomic
 
+from .lock import LOCK_FILE
 from .store import RAY_FOLDER, TRIALS, ExperimentError, TrialFiles
 
 #: sub-folder of an experiment holding the cached S matrices of its trials
 CACHE_FOLDER = "cache"
+#: what a driver's mirror keeps of its own when it pulls: the lock it holds, Ray's files of its runs
+LOCAL_ONLY = (LOCK_FILE, RAY_FOLDER)
 #: a trial's commit marker: which ``state-<n>/`` prefix holds its checkpoint
 STATE_MARKER = "state.json"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
@@ -201,9 +204,16 @@ class Mirror:
         return self.remote.uri
 
     def pull(self) -> None:
-        """Replace the local copy with the store's records."""
-        shutil.rmtree(self.local, ignore_errors=True)
+        """Replace the local copy with the store's records; the driver's own lock and Ray's
+        files of this machine stay."""
         self.local.mkdir(parents=True, exist_ok=True)
+        for child in self.local.iterdir():
+            if child.name in LOCAL_ONLY:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
         self.remote.download("", self.local, _driver_keeps)
 
     def push(self, *names: str) -> None:
