@@ -276,3 +276,16 @@ def test_a_pull_replaces_the_mirror_but_keeps_the_drivers_lock_and_ray_files(s3,
     assert sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()) == [
         ".lock", "results.csv", "trials/t1/rows.csv"]
     assert (local / "ray" / "run-1").is_dir() and (local / ".lock").read_text() == "held"
+
+
+def test_reproduce_reads_each_parts_state_from_the_store(s3, tmp_path):
+    from tune.remote import Remote
+
+    store = Remote("s3://bkt/repro")
+    store.put("synthetic-figure9-q/experiment.json", json.dumps({"settings": {}, "runs": [{"exit": 0}]}))
+    store.put("synthetic-figure5-unguided/experiment.json", json.dumps({"settings": {}, "runs": [{"exit": None}]}))
+    plan = script("tune/reproduce.py", "--dry-run", "--storage", "s3://bkt/repro", "--parts", "grid,grid-unguided",
+                  "--grid-params", "q", "--datasets", "synthetic", "--seeds", "0", env=s3, timeout=120)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    states = {line.split()[0]: line.split()[1] for line in plan.stdout.splitlines() if line.startswith("synthetic-")}
+    assert states == {"synthetic-figure9-q": "done", "synthetic-figure5-unguided": "resume"}
