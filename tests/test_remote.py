@@ -289,3 +289,21 @@ def test_reproduce_reads_each_parts_state_from_the_store(s3, tmp_path):
     assert plan.returncode == 0, plan.stderr[-2000:]
     states = {line.split()[0]: line.split()[1] for line in plan.stdout.splitlines() if line.startswith("synthetic-")}
     assert states == {"synthetic-figure9-q": "done", "synthetic-figure5-unguided": "resume"}
+
+
+def test_on_a_file_system_uri_a_record_is_renamed_into_place(tmp_path, monkeypatch):
+    """A pyarrow file system that is not an object store (here the local one behind a
+    ``Remote``) gets each record through a temporary name, never written in place."""
+    from tune.remote import Remote
+
+    remote = Remote.__new__(Remote)
+    remote.fs, remote._pafs, remote.root, remote.uri = pafs.LocalFileSystem(), pafs, str(tmp_path), str(tmp_path)
+    moves = []
+    real_move = remote.fs.move
+    monkeypatch.setattr(remote, "fs", type("Spy", (), {
+        "create_dir": remote.fs.create_dir, "open_output_stream": remote.fs.open_output_stream,
+        "move": lambda self, a, b: (moves.append((a, b)), real_move(a, b))})())
+    remote.put("a/b.json", "{}")
+    assert (tmp_path / "a" / "b.json").read_text() == "{}"
+    assert len(moves) == 1 and moves[0][1] == f"{tmp_path}/a/b.json" and ".tmp" in moves[0][0]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b.json"]

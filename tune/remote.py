@@ -51,6 +51,8 @@ CACHE_FOLDER = "cache"
 LOCAL_ONLY = (LOCK_FILE, RAY_FOLDER)
 #: a trial's commit marker: which ``state-<n>/`` prefix holds its checkpoint
 STATE_MARKER = "state.json"
+#: pyarrow file systems whose uploads appear whole or not at all (no rename needed)
+OBJECT_STORES = ("S3FileSystem", "GcsFileSystem", "AzureFileSystem")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
@@ -61,7 +63,9 @@ def is_uri(text: str) -> bool:
 
 
 def _join(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+    """'/'-joined, empty parts dropped; a leading '/' of the first part (an absolute root) kept."""
+    joined = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return f"/{joined}" if parts and parts[0].startswith("/") else joined
 
 
 def _short(exc: BaseException) -> str:
@@ -101,10 +105,21 @@ class Remote:
 
     # objects ------------------------------------------------------------
     def put(self, rel: str, data: bytes | str) -> None:
-        """One object, replaced whole: readers see the old bytes or the new, never a part."""
+        """One object, replaced whole: readers see the old bytes or the new, never a part. An
+        object store publishes an upload only once it is complete; on a file system (HDFS, a
+        local one) the bytes go to a temporary name first, renamed over the target."""
         data = data.encode() if isinstance(data, str) else data
-        with self.fs.open_output_stream(self.path(rel)) as out:
+        target = self.path(rel)
+        if type(self.fs).__name__ in OBJECT_STORES:
+            with self.fs.open_output_stream(target) as out:
+                out.write(data)
+            return
+        head, _, name = target.rpartition("/")
+        tmp = f"{head}/.{name}.{os.getpid()}.tmp"
+        self.fs.create_dir(head, recursive=True)
+        with self.fs.open_output_stream(tmp) as out:
             out.write(data)
+        self.fs.move(tmp, target)
 
     def get(self, rel: str) -> bytes | None:
         """The object's bytes, None if there is none."""
