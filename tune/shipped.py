@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from kdiffe.data import resolve_data_dir
-from kdiffe.files import write_atomic
+from kdiffe.files import open_regular, write_atomic
 
 from .store import ExperimentError
 
@@ -38,7 +38,11 @@ def pack(names: Iterable[str], data_dir: str | os.PathLike | None) -> dict[str, 
         if name == "synthetic":
             continue
         folder = root / name
-        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.is_symlink()}
+        files = {}
+        for path in sorted(folder.iterdir()):  # regular files once symlinks are followed, as the readers take them
+            if path.is_file():
+                with open_regular(path, ExperimentError) as fh:
+                    files[path.name] = fh.read()
         total += sum(len(b) for b in files.values())
         if total > MAX_BYTES:
             raise ExperimentError(f"--data-transport ray: {folder} and the other datasets exceed {MAX_BYTES >> 30} GiB; "
