@@ -307,3 +307,12 @@ def test_on_a_file_system_uri_a_record_is_renamed_into_place(tmp_path, monkeypat
     assert (tmp_path / "a" / "b.json").read_text() == "{}"
     assert len(moves) == 1 and moves[0][1] == f"{tmp_path}/a/b.json" and ".tmp" in moves[0][0]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b.json"]
+
+
+def test_an_ablation_suite_on_s3_leaves_its_table_in_the_store(s3):
+    run = script("ablations/run.py", *TINY, "--variants", "kdiffe,no_s", "--seeds", "0,1", "--epochs", "1",
+                 "--storage", "s3://bkt/abl", "--name", "suite", env=s3, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-2000:]
+    objects = stored("s3://bkt/abl/suite")
+    assert {"results.csv", "best.json", "experiment.json", "table_iii.md", "table_iii.csv"} <= set(objects)
+    assert "| no_s | 2 |" in read_bytes("s3://bkt/abl/suite/table_iii.md").decode()

@@ -484,6 +484,7 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
             shown = mirror.uri if mirror else exp.path
             print(f"results: {shown}/{RESULTS_FILE} ({len(outcome.frame)} rows); best: {shown}/{BEST_FILE}")
             lines, code = script.finish(outcome, exp, args)
+            push(*(p.name for p in path.iterdir() if p.is_file() and p.name != LOCK_FILE))  # table_iii.md, ...
             if outcome.interrupted:
                 lines.append(stopped_line)
                 code = EXIT_INTERRUPTED
