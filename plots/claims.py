@@ -284,8 +284,11 @@ def guidance_claims(best: pd.DataFrame, dataset: str = "tiktok") -> list[dict[st
     qs = guided.index.intersection(unguided.index)
     seeds = guided.columns.intersection(unguided.columns)
     if len(qs) < 1 or len(seeds) < 2:
-        return [_row(claim, "holds", "", UNTESTABLE, "fewer than two seeds run both ways at every q",
-                     source="Figure 5", tested=tested)]
+        why = "fewer than two seeds run both ways at every q"
+        if len(seeds) == 0:  # the guided grid judged (the one trained longest) has no unguided twin yet
+            why = (f"the guided q grid judged (seeds {', '.join(str(int(x)) for x in guided.columns)}) has no "
+                   "unguided run on its seeds: run tune/reproduce.py --parts grid-unguided")
+        return [_row(claim, "holds", "", UNTESTABLE, why, source="Figure 5", tested=tested)]
     diff = guided.loc[qs, seeds].to_numpy(float) - unguided.loc[qs, seeds].to_numpy(float)
     test = verdicts.every(diff)
     overall = test.overall
