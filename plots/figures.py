@@ -77,7 +77,7 @@ from plots.panels import (  # noqa: E402,F401  (re-exported: what each figure sh
 from plots.provenance import write_what_ran  # noqa: E402
 from plots.retraining import write_retrain_tables  # noqa: E402
 from plots.splits import write_splits  # noqa: E402
-from tune.remote import is_uri, pull_results  # noqa: E402
+from kdiffe.storage import is_uri, pull_results  # noqa: E402
 
 from plots.panels import METRICS  # noqa: E402,F401
 TEXT_COLUMNS = ("experiment", "kind", "trial_id", "dataset", "variant", "sweep", "status")

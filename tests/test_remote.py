@@ -90,7 +90,8 @@ def read_csv(uri: str) -> pd.DataFrame:
 
 
 def test_a_checkpoint_cut_off_before_its_marker_is_never_read(s3, tmp_path):
-    from tune.remote import STATE_MARKER, Remote, RemoteTrialFiles
+    from kdiffe.storage import Remote
+    from tune.remote import STATE_MARKER, RemoteTrialFiles
 
     uri = "s3://bkt/unit/exp"
     files = RemoteTrialFiles(uri, "t1")
@@ -251,7 +252,7 @@ def test_shipped_datasets_unpack_once_per_content_and_refuse_what_is_too_large(t
 
 
 def test_a_remote_child_keeps_the_query_of_its_uri():
-    from tune.remote import Remote, is_uri
+    from kdiffe.storage import Remote, is_uri
 
     assert is_uri("s3://b/x") and is_uri("gs://b") and not is_uri("file:///tmp/x") and not is_uri("/tmp/x")
     remote = Remote("s3://bkt/exp?endpoint_override=127.0.0.1:1&scheme=http")
@@ -261,7 +262,8 @@ def test_a_remote_child_keeps_the_query_of_its_uri():
 
 
 def test_a_pull_replaces_the_mirror_but_keeps_the_drivers_lock_and_ray_files(s3, tmp_path):
-    from tune.remote import Mirror, Remote
+    from kdiffe.storage import Remote
+    from tune.remote import Mirror
 
     store = Remote("s3://bkt/pull")
     store.put("exp/results.csv", b"a\n1\n")
@@ -279,7 +281,7 @@ def test_a_pull_replaces_the_mirror_but_keeps_the_drivers_lock_and_ray_files(s3,
 
 
 def test_reproduce_reads_each_parts_state_from_the_store(s3, tmp_path):
-    from tune.remote import Remote
+    from kdiffe.storage import Remote
 
     store = Remote("s3://bkt/repro")
     store.put("synthetic-figure9-q/experiment.json", json.dumps({"settings": {}, "runs": [{"exit": 0}]}))
@@ -294,7 +296,7 @@ def test_reproduce_reads_each_parts_state_from_the_store(s3, tmp_path):
 def test_on_a_file_system_uri_a_record_is_renamed_into_place(tmp_path, monkeypatch):
     """A pyarrow file system that is not an object store (here the local one behind a
     ``Remote``) gets each record through a temporary name, never written in place."""
-    from tune.remote import Remote
+    from kdiffe.storage import Remote
 
     remote = Remote.__new__(Remote)
     remote.fs, remote._pafs, remote.root, remote.uri = pafs.LocalFileSystem(), pafs, str(tmp_path), str(tmp_path)

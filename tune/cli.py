@@ -29,11 +29,12 @@ from kdiffe.memory import check_dataset_memory
 from kdiffe.paper import SWEEP_PARAMS
 from kdiffe.zoo import model_class
 from kdiffe.results import BEST_FILE, DEFAULT_STORAGE, RESULTS_FILE, best_evaluation
+from kdiffe.storage import Remote, is_uri, mirror_root
 from kdiffe.trainer import dataset_for
 
 from .experiment import DEFAULT_GRACE_PERIOD, Experiment, Outcome, check_resources, run, set_ray_env, start_ray
 from .lock import LOCK_FILE, ExperimentLock
-from .remote import Mirror, Remote, is_uri, mirror_root
+from .remote import Mirror
 from .shipped import TRANSPORTS, pack
 from .store import (RECORD_FILE, ExperimentError, assemble, check_storage, disk_full, end_record, experiment_path,
                     load_record, start_record, storage_path, write_best)

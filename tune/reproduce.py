@@ -271,7 +271,7 @@ class Storage:
     locally before they are read."""
 
     def __init__(self, text: str) -> None:
-        from tune.remote import Remote, is_uri, mirror_root
+        from kdiffe.storage import Remote, is_uri, mirror_root
 
         self.remote = Remote(text) if is_uri(text) else None
         if self.remote is not None:
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{part.name} ended with exit code {code}; run the same command again to resume it", flush=True)
             return code
     from plots.figures import load_results, render_all
-    from tune.remote import pull_results
+    from kdiffe.storage import pull_results
 
     try:
         results = pull_results(storage.text) if storage.remote else storage.local
