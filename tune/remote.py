@@ -94,10 +94,15 @@ class Mirror:
 
 
 # ------------------------------------------------------------------------------- trials
+def staging_root() -> Path:
+    """This node's local folder for trials' working copies and shipped data ($KDIFFE_STAGING_DIR)."""
+    base = os.environ.get("KDIFFE_STAGING_DIR") or Path.home() / ".cache" / "kdiffe" / "staging"
+    return Path(base).expanduser().resolve()
+
+
 def staging_folder(uri: str, trial_id: str) -> Path:
     """A trial's local working folder on whatever node runs it."""
-    base = os.environ.get("KDIFFE_STAGING_DIR") or Path.home() / ".cache" / "kdiffe" / "staging"
-    return Path(base).expanduser().resolve() / hashlib.sha256(uri.encode()).hexdigest()[:16] / trial_id
+    return staging_root() / hashlib.sha256(uri.encode()).hexdigest()[:16] / trial_id
 
 
 class RemoteTrialFiles(TrialFiles):
@@ -137,14 +142,12 @@ class RemoteTrialFiles(TrialFiles):
     def save_state(self, save: Any) -> None:
         """Save locally, upload to a fresh prefix, commit it with the marker, drop the old prefix."""
         super().save_state(save)
-        number = 1 + max((int(n[6:]) for n in self.remote.children() if n.startswith("state-") and n[6:].isdigit()),
-                         default=0)
-        prefix = f"state-{number}"
+        older = [n for n in self.remote.children() if n.startswith("state-")]  # the previous one, any never committed
+        prefix = f"state-{1 + max((int(n[6:]) for n in older if n[6:].isdigit()), default=0)}"
         files = self.remote.upload(self.state, prefix)
         self.remote.put(STATE_MARKER, json.dumps({"folder": prefix, "files": files}))
-        for name in self.remote.children():
-            if name.startswith("state-") and name != prefix:  # the previous one, and any never committed
-                self.remote.delete_dir(name)
+        for name in older:
+            self.remote.delete_dir(name)
 
     def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
         super().write_rows(rows)

@@ -20,6 +20,7 @@ from typing import Iterable, Mapping
 from kdiffe.data import resolve_data_dir
 from kdiffe.files import open_regular, write_atomic
 
+from .remote import staging_root
 from .store import ExperimentError
 
 TRANSPORTS = ("auto", "folder", "ray")
@@ -62,8 +63,7 @@ def digest(bundle: Bundle) -> str:
 
 def unpack(bundle: Bundle, base: str | os.PathLike | None = None) -> Path:
     """A local data folder holding the bundle's datasets (written once per node and content)."""
-    base = Path(base or os.environ.get("KDIFFE_STAGING_DIR") or Path.home() / ".cache" / "kdiffe" / "staging")
-    root = base.expanduser().resolve() / f"data-{digest(bundle)}"
+    root = (Path(base).expanduser().resolve() if base else staging_root()) / f"data-{digest(bundle)}"
     for name, files in bundle.items():
         for file, data in files.items():
             path = root / name / file
