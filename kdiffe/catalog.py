@@ -71,6 +71,15 @@ MODELS: dict[str, Entry] = {
                             "msi_weight": ("loguniform", 1e-2, 1.0)},
                     grids={"theta1": (1e-3, 1e-2, 1e-1), "tau": (0.1, 0.5, 1.0), "msi_weight": (0.01, 0.1, 0.5)},
                     needs_features=True),
+    # FREEDOM (Zhou & Shen 2023): the authors' MMRec FREEDOM.yaml (L_ui = 2, L_ii = 1, k = 10, α_image = 0.1),
+    # ρ = 0.8 and λ = 1e-4 from their grids ({0.8, 0.9}, {0, 1e-5, 1e-4, 1e-3}); no L2 (θ2 = 0)
+    "freedom": Entry("kdiffe.freedom:FREEDOM", {"layers": 2, "layer_combine": "mean", "l2": "batch", "theta2": 0.0,
+                                              "edge_drop": 0.8, "theta1": 1e-4},
+                     ("edge_drop", "theta1", "theta2", "lr"),
+                     ranges={"edge_drop": ("uniform", 0.5, 0.95), "theta1": ("loguniform", 1e-6, 1e-2),
+                             **BATCH_L2_RANGES},
+                     grids={"edge_drop": (0.7, 0.8, 0.9), "theta1": (0.0, 1e-5, 1e-4, 1e-3), **BATCH_L2_GRIDS},
+                     needs_features=True),
 }
 
 

@@ -118,13 +118,16 @@ class Config:
     # contrastive learning (Eq. 13)
     tau: float = 0.5  #: InfoNCE temperature
     theta1: float = 1e-2  #: weight of the contrastive loss
-    edge_drop: float = 0.1  #: SGL's ρ: share of edges each of its two views drops
+    edge_drop: float = 0.1  #: SGL's ρ: share of edges each of its two views drops (FREEDOM's: each epoch's pruning)
     hyper_layers: int = 1  #: NCL's k: its structural contrast pairs layer 0 with layer 2k
     ncl_alpha: float = 1.0  #: NCL's α: weight of the items' structural loss against the users'
     proto_weight: float = 8e-8  #: NCL's λ2: weight of the prototype loss (summed over the batch)
     clusters: int = 1000  #: NCL's prototypes (k-means clusters) per side
     warm_up: int = 20  #: NCL's epochs before the prototype loss starts
     target_dropout: float = 0.3  #: BM3's p: dropout that perturbs the online embeddings into its targets
+    knn_k: int = 10  #: FREEDOM's k: neighbours of each item in its frozen item-item graphs
+    mm_layers: int = 1  #: FREEDOM's L_ii: convolutions of the item IDs over its item-item graph
+    image_weight: float = 0.1  #: FREEDOM's α of the image graph (the other modalities share 1 - α)
     msi_weight: float = 0.1  #: DiffMM's λ0 (e_loss): weight of modality-aware signal injection in the denoisers' loss
     ris_lambda: float = 0.5  #: DiffMM's residual weight of the normalised modality-fused embeddings
     ris_adj_lambda: float = 0.2  #: DiffMM's weight of each rebuilt modality graph's ID embeddings in its view
@@ -181,7 +184,7 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Co
 
 _POSITIVE_INT = ("epochs", "batch_size", "dim", "layers", "M", "R", "t", "q", "kg_every",
                  "denoiser_hidden", "step_dim", "diff_batch", "eval_every", "eval_batch", "cl_samples",
-                 "links", "kg_iters", "hyper_layers", "clusters", "syn_users", "syn_items", "syn_clusters",
+                 "links", "kg_iters", "hyper_layers", "clusters", "knn_k", "mm_layers", "syn_users", "syn_items", "syn_clusters",
                  "syn_interactions")
 _NON_NEGATIVE = ("theta1", "theta2", "xi", "noise_min", "noise_max", "noise_scale", "patience",
                  "concepts", "max_users", "lr", "diff_lr", "cl_block", "ncl_alpha", "proto_weight", "warm_up",
@@ -252,6 +255,8 @@ def validate(cfg: Config) -> None:
     for name in ("edge_drop", "target_dropout"):
         if not 0 <= getattr(cfg, name) < 1:
             bad(name, "must be in [0, 1)")
+    if not 0 <= cfg.image_weight <= 1:
+        bad("image_weight", "must be in [0, 1]")
     if not 0 <= cfg.restart < 1:
         bad("restart", "restart probability must be in [0, 1)")
     if not 0 < cfg.val_fraction < 1:
