@@ -16,6 +16,10 @@ from typing import Any, Mapping
 @dataclass(frozen=True)
 class Entry:
     code: str  #: "module:Class"
+    label: str  #: its name in tables and claims
+    #: seconds per TikTok epoch at its defaults on the 2-core reference machine (docs/benchmarks.md), for
+    #: the runners' time estimates
+    epoch_seconds: float
     defaults: Mapping[str, Any] = field(default_factory=dict)  #: published values that differ from Config's
     search: tuple[str, ...] = ()  #: parameters a search moves by default (ranges: kdiffe.paper.JOINT_RANGES)
     #: search ranges (as kdiffe.paper.JOINT_RANGES writes them) and grids where this model's differ
@@ -32,18 +36,21 @@ BATCH_L2_GRIDS = {"theta2": (1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.3, 1.0)}
 
 MODELS: dict[str, Entry] = {
     # KDiffE: Config's defaults are its paper's; its search space is tune.spaces' (the seven of the paper)
-    "kdiffe": Entry("kdiffe.model:KDiffE"),
+    "kdiffe": Entry("kdiffe.model:KDiffE", "KDiffE", 4.7),
     # LightGCN (He et al. 2020), Section 4.1: 3 layers, λ = 1e-4, the mean of the layers, L2 on the batch
-    "lightgcn": Entry("kdiffe.lightgcn:LightGCN", {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean"},
+    "lightgcn": Entry("kdiffe.lightgcn:LightGCN", "LightGCN", 1.2,
+                      {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean"},
                       ("theta2", "lr"), ranges=BATCH_L2_RANGES, grids=BATCH_L2_GRIDS),
     # SGL-ED (Wu et al. 2021), the authors' Yelp2018 settings: LightGCN's plus ρ = 0.1, τ = 0.2, λ1 = 0.1
-    "sgl": Entry("kdiffe.sgl:SGL", {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean",
-                                    "edge_drop": 0.1, "tau": 0.2, "theta1": 0.1},
+    "sgl": Entry("kdiffe.sgl:SGL", "SGL", 10.9,
+                 {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean", "edge_drop": 0.1, "tau": 0.2,
+                  "theta1": 0.1},
                  ("theta1", "tau", "theta2", "lr"), ranges=BATCH_L2_RANGES, grids=BATCH_L2_GRIDS),
     # NCL (Lin et al. 2022), the authors' settings (RecBole's NCL): LightGCN's plus k = 1, τ = 0.1,
     # λ1 = 1e-7, λ2 = 8e-8 (both on losses summed over the batch), 1,000 prototypes, 20 warm-up epochs
-    "ncl": Entry("kdiffe.ncl:NCL", {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean",
-                                    "tau": 0.1, "theta1": 1e-7, "proto_weight": 8e-8},
+    "ncl": Entry("kdiffe.ncl:NCL", "NCL", 16.2,
+                 {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean", "tau": 0.1, "theta1": 1e-7,
+                  "proto_weight": 8e-8},
                  ("theta1", "proto_weight", "tau", "theta2", "lr"),
                  ranges={"theta1": ("loguniform", 1e-9, 1e-5), "proto_weight": ("loguniform", 1e-9, 1e-5),
                          "tau": ("uniform", 0.05, 1.0), **BATCH_L2_RANGES},
@@ -51,8 +58,8 @@ MODELS: dict[str, Entry] = {
                         "tau": (0.05, 0.1, 0.2, 0.5), **BATCH_L2_GRIDS}),
     # BM3 (Zhou et al. 2023): the first value of each grid its authors search (MMRec's BM3.yaml),
     # λ_cl = 2; θ1 is λ_cl, θ2 the weight of its (unsquared) norm regulariser
-    "bm3": Entry("kdiffe.bm3:BM3", {"layers": 1, "layer_combine": "mean", "target_dropout": 0.3, "theta1": 2.0,
-                                    "theta2": 0.1},
+    "bm3": Entry("kdiffe.bm3:BM3", "BM3", 1.8,
+                 {"layers": 1, "layer_combine": "mean", "target_dropout": 0.3, "theta1": 2.0, "theta2": 0.1},
                  ("layers", "target_dropout", "theta1", "theta2", "lr"),
                  ranges={"layers": ("int", 1, 3), "target_dropout": ("uniform", 0.1, 0.7),
                          "theta1": ("loguniform", 0.1, 10.0), "theta2": ("loguniform", 1e-3, 1.0)},
@@ -61,7 +68,7 @@ MODELS: dict[str, Entry] = {
     # DiffMM (Jiang et al. 2024): the authors' TikTok command (reg 1e-4, ssl_reg 1e-2, trans 1, e_loss 0.1,
     # cl_method 1) over their Params.py (batch 1024, 1 layer, temp 0.5, keepRate 0.5, dims [1000],
     # d_emb_size 10, 5 steps, noise 0.1 / 1e-4 / 0.02, rebuild_k 5, ris_lambda 0.5, ris_adj_lambda 0.2)
-    "diffmm": Entry("kdiffe.diffmm:DiffMM",
+    "diffmm": Entry("kdiffe.diffmm:DiffMM", "DiffMM", 93.0,
                     {"layers": 1, "batch_size": 1024, "theta1": 1e-2, "theta2": 1e-4, "tau": 0.5, "edge_drop": 0.5,
                      "t": 5, "noise_scale": 0.1, "noise_min": 1e-4, "noise_max": 0.02, "q": 5,
                      "denoiser_hidden": 1000, "step_dim": 10, "diff_lr": 1e-3, "diff_batch": 1024,
@@ -73,8 +80,9 @@ MODELS: dict[str, Entry] = {
                     needs_features=True),
     # FREEDOM (Zhou & Shen 2023): the authors' MMRec FREEDOM.yaml (L_ui = 2, L_ii = 1, k = 10, α_image = 0.1),
     # ρ = 0.8 and λ = 1e-4 from their grids ({0.8, 0.9}, {0, 1e-5, 1e-4, 1e-3}); no L2 (θ2 = 0)
-    "freedom": Entry("kdiffe.freedom:FREEDOM", {"layers": 2, "layer_combine": "mean", "l2": "batch", "theta2": 0.0,
-                                              "edge_drop": 0.8, "theta1": 1e-4},
+    "freedom": Entry("kdiffe.freedom:FREEDOM", "FREEDOM", 1.8,
+                     {"layers": 2, "layer_combine": "mean", "l2": "batch", "theta2": 0.0, "edge_drop": 0.8,
+                      "theta1": 1e-4},
                      ("edge_drop", "theta1", "theta2", "lr"),
                      ranges={"edge_drop": ("uniform", 0.5, 0.95), "theta1": ("loguniform", 1e-6, 1e-2),
                              **BATCH_L2_RANGES},

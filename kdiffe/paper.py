@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .catalog import MODELS
+
 # ----------------------------------------------------------------------------------- settings
 #: Section VI-A: the paper's defaults (Config field name -> value). K = 20 is the cut-off of the
 #: metrics every table and figure quotes (Recall@20, NDCG@20).
@@ -130,7 +132,7 @@ VARIANT_NAMES = {
 VARIANT_ORDER = tuple(VARIANT_NAMES)
 #: Display names of Table II's baseline models (kdiffe.catalog); ``lightgcn`` here is He et al.'s model as
 #: published, beside the variant of that name (KDiffE with S, KG and CL off, in KDiffE's form).
-MODEL_NAMES = {"lightgcn": "LightGCN", "sgl": "SGL", "ncl": "NCL", "bm3": "BM3", "diffmm": "DiffMM", "freedom": "FREEDOM"}
+MODEL_NAMES = {name: entry.label for name, entry in MODELS.items() if name != "kdiffe"}
 #: Table III's own names for the ablations.
 PAPER_VARIANT_SYMBOLS = {"kdiffe": "KDiffE", "no_s": "KDiffE_1", "unguided": "KDiffE_2", "no_cl": "KDiffE_3"}
 

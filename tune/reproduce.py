@@ -95,8 +95,6 @@ BASELINES = ("lightgcn", "lightgcn_s")
 BASELINE_PATIENCE = 20
 #: Table II's registered baseline models (kdiffe.catalog), in registry order.
 BASELINE_MODELS = tuple(m for m in MODELS if m != "kdiffe")
-#: Their seconds per epoch on TikTok, 2 cores (docs/benchmarks.md, peers), for --dry-run.
-MODEL_SECONDS = {"lightgcn": 1.2, "sgl": 10.9, "ncl": 16.2, "bm3": 1.8, "diffmm": 93.0, "freedom": 1.8}
 
 
 @dataclass
@@ -247,7 +245,7 @@ def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: fl
     for model in args.baseline_models:
         if MODELS[model].needs_features and not rich:
             continue
-        epoch = MODEL_SECONDS.get(model, 10.0) * scale
+        epoch = MODELS[model].epoch_seconds * scale
         search = f"{dataset}-baseline-{model}-search"
         if dataset in args.search_datasets:
             n = args.search_trials * args.ablation_epochs  # the budget; ASHA spends less
