@@ -263,13 +263,13 @@ def main() -> None:
     print(table_markdown(rows))
 
 
-def table_markdown(rows: list[tuple[str, list[dict], list[dict]]]) -> str:
+def table_markdown(rows: list[tuple[str, list[dict], list[dict]]], peer: str = "RecBole") -> str:
     """One row per model: both sides' test Recall@20 / NDCG@20 (mean ± std over seeds), the
     relative gap in Recall@20 and the paired t-test over the seeds both ran, seconds per epoch."""
     from scipy import stats
 
-    lines = ["| model | seeds | ours R@20 | RecBole R@20 | gap | paired p | ours N@20 | RecBole N@20 "
-             "| ours s/epoch | RecBole s/epoch |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| model | seeds | ours R@20 | {peer} R@20 | gap | paired p | ours N@20 | {peer} N@20 "
+             f"| ours s/epoch | {peer} s/epoch |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model, ours, peer in rows:
         mine = {r["seed"]: r for r in ours}
         theirs = {r["seed"]: r for r in peer}
@@ -288,13 +288,15 @@ def table_markdown(rows: list[tuple[str, list[dict], list[dict]]]) -> str:
     return "\n".join(lines)
 
 
-def table_from_jsonl(path: Path, dataset: str) -> str:
-    """The table of every run recorded in ``path`` (several parts of one benchmark) on ``dataset``."""
+def table_from_jsonl(path: Path, dataset: str, peers: tuple[str, ...] = tuple(PEER_MODELS), side: str = "recbole",
+                     peer: str = "RecBole") -> str:
+    """The table of every run recorded in ``path`` (several parts of one benchmark) on ``dataset``:
+    models ``peers``, the peer's runs those of ``side``."""
     runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     runs = [r for r in runs if r["dataset"] == dataset]
-    models = [m for m in PEER_MODELS if any(r["model"] == m for r in runs)]
+    models = [m for m in peers if any(r["model"] == m for r in runs)]
     return table_markdown([(m, [r for r in runs if r["model"] == m and r["side"] == "ours"],
-                            [r for r in runs if r["model"] == m and r["side"] == "recbole"]) for m in models])
+                            [r for r in runs if r["model"] == m and r["side"] == side]) for m in models], peer)
 
 
 if __name__ == "__main__":
