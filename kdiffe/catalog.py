@@ -56,6 +56,16 @@ MODELS: dict[str, Entry] = {
                          "tau": ("uniform", 0.05, 1.0), **BATCH_L2_RANGES},
                  grids={"theta1": (1e-8, 1e-7, 1e-6, 1e-5), "proto_weight": (1e-8, 8e-8, 1e-7, 1e-6),
                         "tau": (0.05, 0.1, 0.2, 0.5), **BATCH_L2_GRIDS}),
+    # SimGCL (Yu et al. 2022), its authors' SELFRec settings: 2 layers, ε = 0.1, λ = 0.5, τ = 0.2 (fixed there),
+    # reg 1e-4 (here LightGCN's batch L2)
+    "simgcl": Entry("kdiffe.simgcl:SimGCL", "SimGCL", 3.0,
+                    {"layers": 2, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean", "noise_eps": 0.1, "tau": 0.2,
+                     "theta1": 0.5},
+                    ("theta1", "noise_eps", "tau", "theta2", "lr"),
+                    ranges={"theta1": ("loguniform", 1e-2, 5.0), "noise_eps": ("uniform", 0.01, 0.5),
+                            "tau": ("uniform", 0.05, 1.0), **BATCH_L2_RANGES},
+                    grids={"theta1": (0.1, 0.2, 0.5, 1.0, 2.0), "noise_eps": (0.01, 0.05, 0.1, 0.2, 0.5),
+                           "tau": (0.1, 0.2, 0.5), **BATCH_L2_GRIDS}),
     # BM3 (Zhou et al. 2023): the first value of each grid its authors search (MMRec's BM3.yaml),
     # λ_cl = 2; θ1 is λ_cl, θ2 the weight of its (unsquared) norm regulariser
     "bm3": Entry("kdiffe.bm3:BM3", "BM3", 1.8,

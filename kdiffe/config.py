@@ -118,13 +118,14 @@ class Config:
     # contrastive learning (Eq. 13)
     tau: float = 0.5  #: InfoNCE temperature
     theta1: float = 1e-2  #: weight of the contrastive loss
-    edge_drop: float = 0.1  #: SGL's ρ: share of edges each of its two views drops (FREEDOM's: each epoch's pruning)
+    edge_drop: float = 0.1  #: SGL's ρ: share of edges each of its two views drops (FREEDOM: pruned each epoch)
     hyper_layers: int = 1  #: NCL's k: its structural contrast pairs layer 0 with layer 2k
     ncl_alpha: float = 1.0  #: NCL's α: weight of the items' structural loss against the users'
     proto_weight: float = 8e-8  #: NCL's λ2: weight of the prototype loss (summed over the batch)
     clusters: int = 1000  #: NCL's prototypes (k-means clusters) per side
     warm_up: int = 20  #: NCL's epochs before the prototype loss starts
     target_dropout: float = 0.3  #: BM3's p: dropout that perturbs the online embeddings into its targets
+    noise_eps: float = 0.1  #: SimGCL's ε: norm of the uniform noise added to each layer of its views
     knn_k: int = 10  #: FREEDOM's k: neighbours of each item in its frozen item-item graphs
     mm_layers: int = 1  #: FREEDOM's L_ii: convolutions of the item IDs over its item-item graph
     image_weight: float = 0.1  #: FREEDOM's α of the image graph (the other modalities share 1 - α)
@@ -184,11 +185,11 @@ FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Co
 
 _POSITIVE_INT = ("epochs", "batch_size", "dim", "layers", "M", "R", "t", "q", "kg_every",
                  "denoiser_hidden", "step_dim", "diff_batch", "eval_every", "eval_batch", "cl_samples",
-                 "links", "kg_iters", "hyper_layers", "clusters", "knn_k", "mm_layers", "syn_users", "syn_items", "syn_clusters",
-                 "syn_interactions")
+                 "links", "kg_iters", "hyper_layers", "clusters", "knn_k", "mm_layers", "syn_users", "syn_items",
+                 "syn_clusters", "syn_interactions")
 _NON_NEGATIVE = ("theta1", "theta2", "xi", "noise_min", "noise_max", "noise_scale", "patience",
                  "concepts", "max_users", "lr", "diff_lr", "cl_block", "ncl_alpha", "proto_weight", "warm_up",
-                 "msi_weight", "ris_lambda", "ris_adj_lambda")
+                 "noise_eps", "msi_weight", "ris_lambda", "ris_adj_lambda")
 #: integers that seed numpy's legacy RandomState (np.random.seed accepts 0 .. 2**32 - 1 only)
 _SEEDS = ("seed", "resplit")
 MAX_SEED = 2**32 - 1

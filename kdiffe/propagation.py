@@ -99,9 +99,14 @@ def propagate(operator: torch.Tensor, embeddings: torch.Tensor, layers: int) -> 
     """Layer sum Σ_{l=0..layers} L̄^l E^0 (Eq. 3 and 6); ``operator`` must be symmetric."""
     total = current = embeddings
     for _ in range(layers):
-        current = _SymmetricProduct.apply(operator, current)
+        current = layer(operator, current)
         total = total + current
     return total
+
+
+def layer(operator: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """One layer E^{l+1} = L̄ E^l (Eq. 3); ``operator`` must be symmetric."""
+    return _SymmetricProduct.apply(operator, embeddings)
 
 
 def score(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

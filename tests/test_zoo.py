@@ -45,7 +45,7 @@ def test_every_registered_model_builds_trains_and_scores(name, synthetic):
 
 
 def test_unknown_model_is_refused_and_published_defaults_apply_only_when_not_given():
-    with pytest.raises(ConfigError, match="model=.sgl2.: unknown model; choose from kdiffe, lightgcn, sgl, ncl, bm3, diffmm, freedom"):
+    with pytest.raises(ConfigError, match="model=.sgl2.: unknown model; choose from kdiffe, lightgcn, sgl, ncl, simgcl, bm3, diffmm, freedom"):
         from_dict({"model": "sgl2"})
     with pytest.raises(ConfigError, match="variants are the kdiffe model's ablations"):
         from_dict({"model": "lightgcn", "variant": "no_s"})

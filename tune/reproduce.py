@@ -25,7 +25,7 @@ Parts (per dataset; datasets without item features run only what needs none):
                 or about the published shares of each user's interactions (--resplit-holdout shares,
                 parts <dataset>-resplit-K-*)
   scalability   Figure 10: seconds per epoch against t on every dataset, against users on Sports
-  baselines     Table II's baseline models (lightgcn, sgl, ncl, bm3, diffmm, freedom: kdiffe.catalog), each given
+  baselines     Table II's baseline models (lightgcn, sgl, ncl, simgcl, bm3, diffmm, freedom: kdiffe.catalog), each given
                 KDiffE's search budget: an optuna search (ASHA) over its own space on --search-datasets
                 (part <dataset>-baseline-<model>-search), then the best configuration re-run with the
                 ablation seeds on the published split and on the re-splits (<dataset>-baseline-<model>,
