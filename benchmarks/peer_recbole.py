@@ -1,7 +1,17 @@
-"""Benchmark: our LightGCN, SGL and NCL against RecBole's (1.2.1, from PyPI) on the same split.
+"""Benchmark: our LightGCN, SGL and NCL against RecBole's (1.2.1, from PyPI), and our SimGCL
+against RecBole-GNN's, on the same split.
 
 Usage: KDIFFE_DATA_DIR=../shared/datasets python benchmarks/peer_recbole.py --dataset tiktok \\
-           --models lightgcn sgl ncl --seeds 3 --epochs 60 --patience 10 [--jsonl FILE]
+           --models lightgcn sgl ncl simgcl --seeds 3 --epochs 60 --patience 10 [--jsonl FILE] \\
+           [--recbole-gnn PATH]
+
+RecBole-GNN (github.com/RUCAIBox/RecBole-GNN, RecBole's graph models, SimGCL among them) is no
+package: ``--recbole-gnn`` is a checkout of it, put on the worker's path; it also needs
+``torch_geometric`` (installed into the venv; pure Python), and of ``torch_sparse`` (a compiled
+extension) only the names it imports, which are stubbed: its sparse path is off
+(``enable_sparse`` False). RecBole-GNN's SimGCL sums its InfoNCE over the batch's distinct users
+and items where SimGCL's authors (SELFRec) average it; the worker runs it with the mean, the
+published objective (λ = 0.5 unchanged), and with ``require_pow`` (the squared L2, as below).
 
 RecBole is installed into its own virtual environment (``--venv``, default
 ~/.cache/kdiffe/recbole-1.2.1; it sees this interpreter's torch, numpy and scipy, so nothing of
@@ -53,6 +63,7 @@ RECBOLE = "recbole==1.2.1"
 #: RecBole 1.2.1's requirements but torch, numpy, scipy, pandas (this interpreter's) and ray (unused)
 RECBOLE_DEPS = ("colorlog==4.7.2", "colorama==0.4.4", "scikit-learn", "pyyaml", "tqdm", "tensorboard", "thop",
                 "tabulate", "plotly", "texttable", "psutil", "faiss-cpu")
+GNN_DEPS = ("torch_geometric",)  #: RecBole-GNN's, beyond RecBole's (pure Python; torch_sparse is stubbed)
 BATCH, LR, DIM = 2048, 1e-3, 64
 
 #: RecBole's name and settings per model: the published ones (kdiffe.catalog) in RecBole's terms
@@ -62,7 +73,11 @@ PEER_MODELS = {
                     "ssl_weight": 0.1}),
     "ncl": ("NCL", {"n_layers": 3, "reg_weight": 1e-4, "ssl_temp": 0.1, "ssl_reg": 1e-7, "hyper_layers": 1,
                     "alpha": 1.0, "proto_reg": 8e-8, "num_clusters": 1000, "m_step": 1, "warm_up_step": 20}),
+    "simgcl": ("SimGCL", {"n_layers": 2, "reg_weight": 1e-4, "require_pow": True, "lambda": 0.5, "eps": 0.1,
+                          "temperature": 0.2, "enable_sparse": False}),
 }
+#: the models that live in RecBole-GNN, not in RecBole
+GNN_MODELS = ("simgcl",)
 
 
 # --------------------------------------------------------------------------------- RecBole side
@@ -79,6 +94,14 @@ def ensure_venv(venv: Path) -> Path:
     subprocess.run([*pip, *RECBOLE_DEPS], check=True)  # with theirs; torch and numpy are already there
     stamp.write_text(RECBOLE + "\n")
     return python
+
+
+def ensure_gnn_deps(python: Path) -> None:
+    """RecBole-GNN's own requirements in the venv (once)."""
+    stamp = python.parent.parent / ".recbole-gnn-ready"
+    if not stamp.exists():
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *GNN_DEPS], check=True)
+        stamp.write_text(" ".join(GNN_DEPS) + "\n")
 
 
 def write_atomic_files(dataset, folder: Path) -> None:
@@ -103,11 +126,27 @@ def recbole_worker(spec: dict) -> dict:
 
     if not hasattr(sp.dok_matrix, "_update"):  # SciPy 1.12 removed it; RecBole builds its graphs with it
         sp.dok_matrix._update = lambda self, values: self._dict.update(values)
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
     from recbole.model import loss as recbole_loss
     from recbole.trainer import Trainer
-    from recbole.utils import get_model, get_trainer, init_seed
+    from recbole.utils import init_seed
+
+    if spec["model"] in GNN_MODELS:
+        import types
+
+        sys.path.insert(0, spec["recbole_gnn"])
+        stub = types.ModuleType("torch_sparse")  # only its sparse path (off here) calls these
+        stub.matmul = stub.SparseTensor = None
+        sys.modules.setdefault("torch_sparse", stub)
+        from recbole_gnn.config import Config
+        from recbole_gnn.model.general_recommender import simgcl
+        from recbole_gnn.utils import create_dataset, data_preparation, get_model, get_trainer
+
+        summed = simgcl.SimGCL.calculate_cl_loss
+        simgcl.SimGCL.calculate_cl_loss = lambda self, x1, x2: summed(self, x1, x2) / x1.shape[0]  # the mean
+    else:
+        from recbole.config import Config
+        from recbole.data import create_dataset, data_preparation
+        from recbole.utils import get_model, get_trainer
 
     original = recbole_loss.EmbLoss.forward
     recbole_loss.EmbLoss.forward = lambda self, *e, require_pow=False: original(self, *e, require_pow=True)
@@ -212,6 +251,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "kdiffe" / "recbole-1.2.1")
+    parser.add_argument("--recbole-gnn", type=Path, help="a checkout of github.com/RUCAIBox/RecBole-GNN (for simgcl)")
     parser.add_argument("--jsonl", type=Path, default=None, help="append every run's result here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -236,7 +276,13 @@ def main() -> None:
         dataset = dataset_for(from_dict({"dataset": args.dataset}))
     except DatasetError as exc:
         raise SystemExit(f"error: {exc}")
+    gnn = [m for m in args.models if m in GNN_MODELS]
+    if gnn and "recbole" in args.sides and (args.recbole_gnn is None or not (args.recbole_gnn / "recbole_gnn").is_dir()):
+        raise SystemExit(f"error: --recbole-gnn {args.recbole_gnn}: needed for {', '.join(gnn)}, a checkout of "
+                         "RecBole-GNN (no recbole_gnn folder in it)")
     python = ensure_venv(args.venv)
+    if gnn:
+        ensure_gnn_deps(python)
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d')}; {args.threads} threads; "
           f"{args.epochs} epochs, patience {args.patience}")
     rows = []
@@ -248,7 +294,8 @@ def main() -> None:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 spec = {"model": model, "name": args.dataset, "data_path": str(data_path), "seed": seed,
                         "epochs": args.epochs, "patience": args.patience, "threads": args.threads,
-                        "checkpoint_dir": str(Path(tmp) / "saved"), "workdir": tmp}
+                        "checkpoint_dir": str(Path(tmp) / "saved"), "workdir": tmp,
+                        "recbole_gnn": str(args.recbole_gnn.resolve()) if args.recbole_gnn else ""}
                 for side in args.sides:
                     result = run_ours(model, dataset, seed, args.epochs, args.patience) if side == "ours" \
                         else run_recbole(python, spec)
