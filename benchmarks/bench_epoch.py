@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import ROOT, in_subprocess, machine  # noqa: E402
+from kdiffe.catalog import MODELS  # noqa: E402
 from kdiffe.config import parse_overrides  # noqa: E402
 
 RUN = """
@@ -37,7 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=["tiktok", "sports"])
     parser.add_argument("--variants", nargs="*", default=["lightgcn", "lightgcn_s", "kdiffe", "no_s", "unguided", "no_cl"])
-    parser.add_argument("--models", nargs="+", default=[], help="registered models timed beside the variants")
+    parser.add_argument("--models", nargs="+", default=[],
+                        help="registered models timed beside the variants; 'all': every one but kdiffe")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -47,12 +49,16 @@ def main() -> None:
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)
     codes = [str(Path(c).resolve()) for c in args.code] if args.code else [str(ROOT)]
+    models = [m for m in MODELS if m != "kdiffe"] if args.models == ["all"] else args.models
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"error: --models {' '.join(unknown)}: unknown; choose from {', '.join(MODELS)} or all")
     print(f"machine: {machine()}")
     print("| dataset | variant | code | s/epoch (median) | epochs timed | peak RSS MB | device |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for _ in range(args.rounds):
         for dataset in args.datasets:
-            for model, variant in [("kdiffe", v) for v in args.variants] + [(m, "kdiffe") for m in args.models]:
+            for model, variant in [("kdiffe", v) for v in args.variants] + [(m, "kdiffe") for m in models]:
                 for code in codes:
                     r = in_subprocess(RUN.format(dataset=dataset, model=model, variant=variant, epochs=args.epochs,
                                                  device=args.device, overrides=overrides, code=code))

@@ -27,4 +27,4 @@ step 2-one-trial 80 python benchmarks/profile_epoch.py --dataset tiktok --epochs
 step 3-packed 220 python benchmarks/bench_throughput.py --dataset tiktok --epochs 2 --concurrency 1,8,16 --gpus \
     --json "$OUT/throughput.json"
 step 4-zoo 150 python benchmarks/bench_epoch.py --datasets tiktok --variants kdiffe \
-    --models lightgcn sgl ncl bm3 diffmm --epochs 2 --device cuda
+    --models all --epochs 2 --device cuda
