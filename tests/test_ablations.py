@@ -39,7 +39,7 @@ def test_ablation_suite_writes_table_iii(ray_session, tmp_path, capsys):  # noqa
     (["--set", "tau=0"], "tau=0.0"),
     (["--variants", "kdiffe,nope"], "unknown variant nope"),
     (["--variants", "none"], "--variants none: nothing to run; name baseline models with --models"),
-    (["--models", "kdiffe"], "unknown baseline model kdiffe; choose from lightgcn, sgl, ncl, bm3, diffmm"),
+    (["--models", "kdiffe"], "unknown baseline model kdiffe; choose from lightgcn, sgl, ncl, simgcl, bm3, diffmm, freedom"),
     (["--set", "model=sgl"], "use --models"),
     (["--seeds", ","], "expected seeds >= 0"),
     (["--seeds", "x"], "expected seeds such as"),
