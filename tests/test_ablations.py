@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from kdiffe.catalog import MODELS
 from kdiffe.results import COLUMNS
 from test_tune import TINY, one_line_error, ray_session  # noqa: F401  (shared session fixture)
 
@@ -39,7 +40,7 @@ def test_ablation_suite_writes_table_iii(ray_session, tmp_path, capsys):  # noqa
     (["--set", "tau=0"], "tau=0.0"),
     (["--variants", "kdiffe,nope"], "unknown variant nope"),
     (["--variants", "none"], "--variants none: nothing to run; name baseline models with --models"),
-    (["--models", "kdiffe"], "unknown baseline model kdiffe; choose from lightgcn, sgl, ncl, simgcl, bm3, diffmm, freedom"),
+    (["--models", "kdiffe"], "unknown baseline model kdiffe; choose from " + ", ".join(m for m in MODELS if m != "kdiffe")),
     (["--set", "model=sgl"], "use --models"),
     (["--seeds", ","], "expected seeds >= 0"),
     (["--seeds", "x"], "expected seeds such as"),

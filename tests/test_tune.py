@@ -827,12 +827,13 @@ def test_every_baselines_trials_cut_short_resume_bit_exactly_inside_ray(ray_sess
 
 
 def test_reproduce_plans_every_baseline_with_kdiffes_budget_on_the_data_it_supports(datasets_dir, tmp_path, capsys):
+    from kdiffe.catalog import MODELS
     from tune.reproduce import main
 
     assert main(["--datasets", "tiktok", "sports", "--parts", "baselines", "--data-dir", str(datasets_dir),
                  "--storage", str(tmp_path), "--dry-run"]) == 0
     plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
-    for model in ("lightgcn", "sgl", "ncl", "simgcl", "bm3", "diffmm", "freedom"):
+    for model in (m for m in MODELS if m != "kdiffe"):  # every registered baseline
         search = plan[f"tiktok-baseline-{model}-search"]
         assert f"--mode optuna --model {model} --num-samples 24 " in search and "--epochs 60" in search
         for part in (f"tiktok-baseline-{model}", f"tiktok-baseline-{model}-resplit-1-one"):
@@ -840,12 +841,13 @@ def test_reproduce_plans_every_baseline_with_kdiffes_budget_on_the_data_it_suppo
             assert plan[part].endswith(f"the best settings of tiktok-baseline-{model}-search")
     assert "--set resplit=2 --set resplit_holdout=one " in plan["tiktok-baseline-sgl-resplit-2-one"]
     # Sports has no item features: the collaborative models only, at TikTok's best configuration, never re-split
-    assert sorted(n for n in plan if n.startswith("sports")) == ["sports-baseline-lightgcn", "sports-baseline-ncl",
-                                                                 "sports-baseline-sgl", "sports-baseline-simgcl"]
+    collaborative = sorted(f"sports-baseline-{m}" for m, e in MODELS.items() if m != "kdiffe" and not e.needs_features)
+    assert sorted(n for n in plan if n.startswith("sports")) == collaborative
+    assert {"sports-baseline-lightgcn", "sports-baseline-sgl", "sports-baseline-ncl"} <= set(collaborative)
     assert plan["sports-baseline-ncl"].endswith("the best settings of tiktok-baseline-ncl-search")
     assert main(["--parts", "baselines", "--baseline-models", "sgl,foo", "--storage", str(tmp_path)]) == 2
-    assert ("error: --baseline-models sgl,foo: choose from lightgcn, sgl, ncl, simgcl, bm3, diffmm, freedom"
-            in capsys.readouterr().err)
+    baselines = ", ".join(m for m in MODELS if m != "kdiffe")
+    assert f"error: --baseline-models sgl,foo: choose from {baselines}" in capsys.readouterr().err
 
 
 def test_reproduce_baselines_search_then_rerun_the_best_beside_kdiffe_in_table_ii(ray_session, tmp_path, capsys):

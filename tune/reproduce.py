@@ -25,12 +25,12 @@ Parts (per dataset; datasets without item features run only what needs none):
                 or about the published shares of each user's interactions (--resplit-holdout shares,
                 parts <dataset>-resplit-K-*)
   scalability   Figure 10: seconds per epoch against t on every dataset, against users on Sports
-  baselines     Table II's baseline models (lightgcn, sgl, ncl, simgcl, bm3, diffmm, freedom: kdiffe.catalog), each given
+  baselines     Table II's baseline models (every registered model but kdiffe, kdiffe.catalog), each given
                 KDiffE's search budget: an optuna search (ASHA) over its own space on --search-datasets
                 (part <dataset>-baseline-<model>-search), then the best configuration re-run with the
                 ablation seeds on the published split and on the re-splits (<dataset>-baseline-<model>,
                 ...-resplit-K-one); other datasets re-run the searched dataset's best configuration;
-                multimodal models (bm3, diffmm, freedom) skip datasets without item features
+                multimodal models (needs_features in kdiffe.catalog) skip datasets without item features
   search        beyond the paper: an optuna search (ASHA) of KDiffE over the paper's seven parameters
                 plus theta2 and lr, and of LightGCN over theta2 and lr with the same budget
                 (--search-trials trials of --ablation-epochs epochs, one seed); then each search's best
