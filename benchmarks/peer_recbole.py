@@ -163,6 +163,7 @@ def recbole_worker(spec: dict) -> dict:
         pass
     torch.set_num_threads(spec["threads"])
     name, settings = PEER_MODELS[spec["model"]]
+    settings = {**settings, **spec.get("peer_set", {})}
     config = Config(model=name, dataset=spec["name"], config_dict={
         "data_path": spec["data_path"], "benchmark_filename": ["train", "valid", "test"],
         "load_col": {"inter": ["user_id", "item_id"]}, "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id",
@@ -222,12 +223,13 @@ def run_recbole(python: Path, spec: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------- our side
-def run_ours(model: str, dataset, seed: int, epochs: int, patience: int) -> dict:
+def run_ours(model: str, dataset, seed: int, epochs: int, patience: int, overrides: dict | None = None) -> dict:
     from kdiffe.config import from_dict
     from kdiffe.trainer import Trainer
 
     cfg = from_dict({"model": model, "dataset": dataset.name, "seed": seed, "epochs": epochs, "patience": patience,
-                     "batch_size": BATCH, "lr": LR, "dim": DIM, "ks": (20,), "metric": "recall@20"})
+                     "batch_size": BATCH, "lr": LR, "dim": DIM, "ks": (20,), "metric": "recall@20",
+                     **(overrides or {})})
     trainer = Trainer(cfg, dataset, log=lambda message: None)
     summary = trainer.run()
     return {"val_recall@20": summary["val"]["recall@20"], "test_recall@20": summary["test"]["recall@20"],
@@ -253,6 +255,10 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "kdiffe" / "recbole-1.2.1")
     parser.add_argument("--recbole-gnn", type=Path, help="a checkout of github.com/RUCAIBox/RecBole-GNN (for simgcl)")
     parser.add_argument("--jsonl", type=Path, default=None, help="append every run's result here")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Config value of our side, away from the published ones (repeatable)")
+    parser.add_argument("--peer-set", action="append", default=[], metavar="NAME=VALUE",
+                        help="the same setting in the peer's terms (repeatable; a number or a word)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -261,8 +267,23 @@ def main() -> None:
     if args.table:
         if args.jsonl is None or not args.jsonl.is_file():
             raise SystemExit("error: --table needs --jsonl FILE with the runs")
-        print(table_from_jsonl(args.jsonl, args.dataset))
+        print(table_from_jsonl(args.jsonl, args.dataset, settings=args.overrides))
         return
+    from kdiffe.config import ConfigError, parse_overrides
+
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}")
+    peer_set = {}
+    for item in args.peer_set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --peer-set {item}: expected NAME=VALUE")
+        try:
+            peer_set[key] = json.loads(value)
+        except ValueError:
+            peer_set[key] = value
 
     import torch
 
@@ -295,12 +316,14 @@ def main() -> None:
                 spec = {"model": model, "name": args.dataset, "data_path": str(data_path), "seed": seed,
                         "epochs": args.epochs, "patience": args.patience, "threads": args.threads,
                         "checkpoint_dir": str(Path(tmp) / "saved"), "workdir": tmp,
-                        "recbole_gnn": str(args.recbole_gnn.resolve()) if args.recbole_gnn else ""}
+                        "recbole_gnn": str(args.recbole_gnn.resolve()) if args.recbole_gnn else "",
+                        "peer_set": peer_set}
                 for side in args.sides:
-                    result = run_ours(model, dataset, seed, args.epochs, args.patience) if side == "ours" \
-                        else run_recbole(python, spec)
+                    result = run_ours(model, dataset, seed, args.epochs, args.patience, overrides) \
+                        if side == "ours" else run_recbole(python, spec)
                     result = {"model": model, "side": side, "seed": seed, "dataset": args.dataset,
-                              "epochs": args.epochs, "patience": args.patience, **result}
+                              "epochs": args.epochs, "patience": args.patience, **result,
+                              **({"set": args.overrides, "peer_set": peer_set} if args.overrides or peer_set else {})}
                     (ours if side == "ours" else peer).append(result)
                     print(json.dumps(result), flush=True)
                     if args.jsonl:
@@ -336,11 +359,12 @@ def table_markdown(rows: list[tuple[str, list[dict], list[dict]]], peer: str = "
 
 
 def table_from_jsonl(path: Path, dataset: str, peers: tuple[str, ...] = tuple(PEER_MODELS), side: str = "recbole",
-                     peer: str = "RecBole") -> str:
+                     peer: str = "RecBole", settings: list[str] | None = None) -> str:
     """The table of every run recorded in ``path`` (several parts of one benchmark) on ``dataset``:
-    models ``peers``, the peer's runs those of ``side``."""
+    models ``peers``, the peer's runs those of ``side``; the runs made with ``--set`` ``settings``
+    (none: the published settings)."""
     runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    runs = [r for r in runs if r["dataset"] == dataset]
+    runs = [r for r in runs if r["dataset"] == dataset and r.get("set", []) == (settings or [])]
     models = [m for m in peers if any(r["model"] == m for r in runs)]
     return table_markdown([(m, [r for r in runs if r["model"] == m and r["side"] == "ours"],
                             [r for r in runs if r["model"] == m and r["side"] == side]) for m in models], peer)
