@@ -178,6 +178,8 @@ def recbole_worker(spec: dict) -> dict:
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    if spec.get("check"):
+        return peer_loss(model, dataset, spec["check"])
     trainer: Trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     seconds: list[float] = []
     pending = [0.0]  # NCL's E-step runs before its epoch, outside _train_epoch: counted with it
@@ -212,6 +214,68 @@ def recbole_worker(spec: dict) -> dict:
             "test_ndcg@20": float(test["ndcg@20"]), "epochs_run": len(seconds),
             "seconds_per_epoch": statistics.median(seconds), "users": dataset.user_num - 1,
             "items": dataset.item_num - 1}
+
+
+def peer_loss(model, dataset, path: str) -> dict:
+    """The peer model's loss of one batch with our side's weights and noise (``path``: .npz of
+    ``write_check``): our ids mapped to RecBole's (tokens, padding row 0), every uniform draw its
+    ``rand_like`` makes taken, in order, from ours."""
+    import numpy as np
+    import torch
+    from recbole.data.interaction import Interaction
+
+    data = np.load(path)
+    uid = dataset.token2id(dataset.uid_field, [str(u) for u in range(data["user"].shape[0])])
+    iid = dataset.token2id(dataset.iid_field, [str(i) for i in range(data["item"].shape[0])])
+    n_u, n_i = model.n_users, model.n_items
+    with torch.no_grad():
+        model.user_embedding.weight[torch.as_tensor(uid)] = torch.as_tensor(data["user"])
+        model.item_embedding.weight[torch.as_tensor(iid)] = torch.as_tensor(data["item"])
+    draws = []
+    for k in range(data["noise"].shape[0]):  # our node order -> theirs (users, then items; padding rows 0)
+        theirs = torch.full((n_u + n_i, data["noise"].shape[2]), 0.5)
+        theirs[torch.as_tensor(uid)] = torch.as_tensor(data["noise"][k, :len(uid)])
+        theirs[n_u + torch.as_tensor(iid)] = torch.as_tensor(data["noise"][k, len(uid):])
+        draws.append(theirs)
+    torch.rand_like = lambda like, **kwargs: draws.pop(0).to(like.dtype)
+    batch = Interaction({model.USER_ID: torch.as_tensor(uid[data["users"]]),
+                         model.ITEM_ID: torch.as_tensor(iid[data["pos"]]),
+                         model.NEG_ITEM_ID: torch.as_tensor(iid[data["neg"]])})
+    loss = model.calculate_loss(batch)
+    return {"loss": float(loss), "draws_left": len(draws)}
+
+
+def check_loss(model: str, dataset, python: Path, spec: dict, folder: Path) -> dict:
+    """Our loss of one batch beside the peer's on the same weights, batch and noise draws."""
+    import numpy as np
+    import torch
+
+    from kdiffe.config import from_dict
+    from kdiffe.sampling import epoch_batches, positive_keys
+    from kdiffe.trainer import Trainer
+
+    cfg = from_dict({"model": model, "dataset": dataset.name, "seed": spec["seed"], "batch_size": BATCH, "lr": LR,
+                     "dim": DIM, **spec["overrides"]})
+    ours = Trainer(cfg, dataset, log=lambda message: None).model
+    batch = epoch_batches(dataset.train, positive_keys(dataset.train), BATCH, np.random.default_rng(spec["seed"]),
+                          anchors=True)[0]
+    uniforms = []
+    draw = ours.noise
+
+    def recorded(like):
+        state = ours.generator.get_state()
+        uniforms.append(torch.rand(like.shape, generator=ours.generator).numpy())
+        ours.generator.set_state(state)
+        return draw(like)
+    ours.noise = recorded
+    loss, parts = ours.loss(batch)
+    path = folder / f"check-{model}.npz"
+    np.savez(path, user=ours.user.weight.detach().numpy(), item=ours.item.weight.detach().numpy(),
+             noise=np.stack(uniforms), users=batch.users.numpy(), pos=batch.pos.numpy(), neg=batch.neg.numpy())
+    peer = run_recbole(python, {**spec, "check": str(path)})
+    return {"model": model, "ours": float(loss.detach()), "peer": peer["loss"], "peer_draws_left": peer["draws_left"],
+            "relative": abs(float(loss.detach()) - peer["loss"]) / abs(peer["loss"]),
+            **{k: float(v) for k, v in parts.items()}}
 
 
 def run_recbole(python: Path, spec: dict) -> dict:
@@ -259,6 +323,8 @@ def main() -> None:
                         help="a Config value of our side, away from the published ones (repeatable)")
     parser.add_argument("--peer-set", action="append", default=[], metavar="NAME=VALUE",
                         help="the same setting in the peer's terms (repeatable; a number or a word)")
+    parser.add_argument("--check-loss", action="store_true",
+                        help="no training: each model's loss of one batch on both sides, same weights and draws")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -318,6 +384,15 @@ def main() -> None:
                         "checkpoint_dir": str(Path(tmp) / "saved"), "workdir": tmp,
                         "recbole_gnn": str(args.recbole_gnn.resolve()) if args.recbole_gnn else "",
                         "peer_set": peer_set}
+                if args.check_loss:
+                    result = {"check": "loss", "dataset": args.dataset, "seed": seed, "set": args.overrides,
+                              "peer_set": peer_set,
+                              **check_loss(model, dataset, python, {**spec, "overrides": overrides}, Path(tmp))}
+                    print(json.dumps(result), flush=True)
+                    if args.jsonl:
+                        with args.jsonl.open("a") as handle:
+                            handle.write(json.dumps(result) + "\n")
+                    continue
                 for side in args.sides:
                     result = run_ours(model, dataset, seed, args.epochs, args.patience, overrides) \
                         if side == "ours" else run_recbole(python, spec)
@@ -330,7 +405,8 @@ def main() -> None:
                         with args.jsonl.open("a") as handle:
                             handle.write(json.dumps(result) + "\n")
             rows.append((model, ours, peer))
-    print(table_markdown(rows))
+    if not args.check_loss:
+        print(table_markdown(rows))
 
 
 def table_markdown(rows: list[tuple[str, list[dict], list[dict]]], peer: str = "RecBole") -> str:
@@ -364,7 +440,7 @@ def table_from_jsonl(path: Path, dataset: str, peers: tuple[str, ...] = tuple(PE
     models ``peers``, the peer's runs those of ``side``; the runs made with ``--set`` ``settings``
     (none: the published settings)."""
     runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    runs = [r for r in runs if r["dataset"] == dataset and r.get("set", []) == (settings or [])]
+    runs = [r for r in runs if r["dataset"] == dataset and r.get("set", []) == (settings or []) and "check" not in r]
     models = [m for m in peers if any(r["model"] == m for r in runs)]
     return table_markdown([(m, [r for r in runs if r["model"] == m and r["side"] == "ours"],
                             [r for r in runs if r["model"] == m and r["side"] == side]) for m in models], peer)

@@ -58,7 +58,7 @@ MODELS: dict[str, Entry] = {
                         "tau": (0.05, 0.1, 0.2, 0.5), **BATCH_L2_GRIDS}),
     # SimGCL (Yu et al. 2022), its authors' SELFRec settings: 2 layers, ε = 0.1, λ = 0.5, τ = 0.2 (fixed there),
     # reg 1e-4 (here LightGCN's batch L2)
-    "simgcl": Entry("kdiffe.simgcl:SimGCL", "SimGCL", 3.0,
+    "simgcl": Entry("kdiffe.simgcl:SimGCL", "SimGCL", 9.5,
                     {"layers": 2, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean", "noise_eps": 0.1, "tau": 0.2,
                      "theta1": 0.5},
                     ("theta1", "noise_eps", "tau", "theta2", "lr"),
