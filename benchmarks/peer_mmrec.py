@@ -41,7 +41,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.peer_recbole import BATCH, DIM, LR, run_ours, table_from_jsonl, table_markdown  # noqa: E402
+from benchmarks.peer_recbole import (BATCH, DIM, LR, load_or_exit, record, run_ours, table_from_jsonl,  # noqa: E402
+                                     table_markdown)
 
 #: MMRec's model name and settings per model: the published ones (kdiffe.catalog) in MMRec's terms
 PEER_MODELS = {
@@ -178,15 +179,9 @@ def main() -> None:
     import torch
 
     from benchmarks._common import machine
-    from kdiffe.config import from_dict
-    from kdiffe.data import DatasetError
-    from kdiffe.trainer import dataset_for
 
     torch.set_num_threads(args.threads)
-    try:
-        dataset = dataset_for(from_dict({"dataset": args.dataset}))
-    except DatasetError as exc:
-        raise SystemExit(f"error: {exc}")
+    dataset = load_or_exit(args.dataset)
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d')}; {args.threads} threads; "
           f"{args.epochs} epochs, patience {args.patience}")
     rows = []
@@ -204,10 +199,7 @@ def main() -> None:
                     result = {"model": model, "side": side, "seed": seed, "dataset": args.dataset,
                               "epochs": args.epochs, "patience": args.patience, **result}
                     (ours if side == "ours" else peer).append(result)
-                    print(json.dumps(result), flush=True)
-                    if args.jsonl:
-                        with args.jsonl.open("a") as handle:
-                            handle.write(json.dumps(result) + "\n")
+                    record(result, args.jsonl)
             rows.append((model, ours, peer))
     print(table_markdown(rows, "MMRec"))
 

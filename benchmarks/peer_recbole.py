@@ -301,6 +301,26 @@ def run_ours(model: str, dataset, seed: int, epochs: int, patience: int, overrid
             "seconds_per_epoch": statistics.median(trainer.history.epoch_seconds)}
 
 
+def load_or_exit(name: str):
+    """The dataset ``name`` as the trainer reads it; a bad one is a one-line exit."""
+    from kdiffe.config import from_dict
+    from kdiffe.data import DatasetError
+    from kdiffe.trainer import dataset_for
+
+    try:
+        return dataset_for(from_dict({"dataset": name}))
+    except DatasetError as exc:
+        raise SystemExit(f"error: {exc}")
+
+
+def record(result: dict, jsonl: Path | None) -> None:
+    """Print one run's result as a JSON line and append it to ``jsonl`` (when given)."""
+    print(json.dumps(result), flush=True)
+    if jsonl:
+        with jsonl.open("a") as handle:
+            handle.write(json.dumps(result) + "\n")
+
+
 def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
 
@@ -354,15 +374,9 @@ def main() -> None:
     import torch
 
     from benchmarks._common import machine
-    from kdiffe.config import from_dict
-    from kdiffe.data import DatasetError
-    from kdiffe.trainer import dataset_for
 
     torch.set_num_threads(args.threads)
-    try:
-        dataset = dataset_for(from_dict({"dataset": args.dataset}))
-    except DatasetError as exc:
-        raise SystemExit(f"error: {exc}")
+    dataset = load_or_exit(args.dataset)
     gnn = [m for m in args.models if m in GNN_MODELS]
     if gnn and "recbole" in args.sides and (args.recbole_gnn is None or not (args.recbole_gnn / "recbole_gnn").is_dir()):
         raise SystemExit(f"error: --recbole-gnn {args.recbole_gnn}: needed for {', '.join(gnn)}, a checkout of "
@@ -388,10 +402,7 @@ def main() -> None:
                     result = {"check": "loss", "dataset": args.dataset, "seed": seed, "set": args.overrides,
                               "peer_set": peer_set,
                               **check_loss(model, dataset, python, {**spec, "overrides": overrides}, Path(tmp))}
-                    print(json.dumps(result), flush=True)
-                    if args.jsonl:
-                        with args.jsonl.open("a") as handle:
-                            handle.write(json.dumps(result) + "\n")
+                    record(result, args.jsonl)
                     continue
                 for side in args.sides:
                     result = run_ours(model, dataset, seed, args.epochs, args.patience, overrides) \
@@ -400,10 +411,7 @@ def main() -> None:
                               "epochs": args.epochs, "patience": args.patience, **result,
                               **({"set": args.overrides, "peer_set": peer_set} if args.overrides or peer_set else {})}
                     (ours if side == "ours" else peer).append(result)
-                    print(json.dumps(result), flush=True)
-                    if args.jsonl:
-                        with args.jsonl.open("a") as handle:
-                            handle.write(json.dumps(result) + "\n")
+                    record(result, args.jsonl)
             rows.append((model, ours, peer))
     if not args.check_loss:
         print(table_markdown(rows))
