@@ -21,7 +21,8 @@ Figures 5-10                :data:`FIGURES` (number -> parameters, title, varian
                             10 scalability (seconds per epoch against t per dataset, and against
                             users on Sports: :data:`SCALABILITY_USER_COUNTS`)
 Table II                    :data:`PAPER_TABLE_II`: KDiffE Recall@20 / NDCG@20 per dataset;
-                            :data:`PUBLISHED_TABLE_II`: those and DiffMM's own per model
+                            :data:`PUBLISHED_TABLE_II`: those, DiffMM's, and the baselines' per model
+                            (from DiffMM's Table 1, which KDiffE's Table II repeats)
 Table III                   :data:`PAPER_TABLE_III`: ablations on TikTok (KDiffE_1 = no S,
                             KDiffE_2 = unguided, KDiffE_3 = no CL)
 names                       :data:`DATASETS` / :data:`DATASET_NAMES` (TikTok, Baby, Sports),
@@ -102,14 +103,23 @@ def range_ends(name: str, ranges: dict[str, tuple] | None = None) -> tuple[Any, 
 PAPER_TABLE_II: dict[str, tuple[float, float]] = {"tiktok": (0.112, 0.046), "baby": (0.095, 0.040),
                                                   "sports": (0.102, 0.046)}
 #: Numbers published for a model of Table II, (Recall@20, NDCG@20) per dataset: KDiffE's from its
-#: paper's Table II; DiffMM's from its own paper (Jiang et al. 2024; best test epoch, with text
-#: features), since KDiffE's Table II leaves DiffMM out. KDiffE's baseline rows are not carried:
-#: seven of them are DiffMM's table after rounding, not runs of their own.
+#: paper's Table II; DiffMM's from its own paper (Jiang et al. 2024, Table 1; best test epoch, with
+#: text features), since KDiffE's Table II leaves DiffMM out. The baselines we run come from that
+#: same Table 1 of DiffMM's paper: KDiffE's Table II repeats its SGL, NCL and BM3 rows after
+#: rounding (not runs of its own); LightGCN's is DiffMM's number too, for He et al.'s published model.
 PUBLISHED_TABLE_II: dict[str, dict[str, tuple[float, float]]] = {
     "kdiffe": PAPER_TABLE_II,
     "diffmm": {"tiktok": (0.1129, 0.0456), "baby": (0.0975, 0.0411), "sports": (0.1017, 0.0458)},
+    "lightgcn": {"tiktok": (0.0653, 0.0282), "baby": (0.0698, 0.0319), "sports": (0.0782, 0.0369)},
+    "sgl": {"tiktok": (0.0603, 0.0238), "baby": (0.0678, 0.0296), "sports": (0.0779, 0.0361)},
+    "ncl": {"tiktok": (0.0658, 0.0269), "baby": (0.0703, 0.0311), "sports": (0.0765, 0.0349)},
+    "bm3": {"tiktok": (0.0957, 0.0404), "baby": (0.0839, 0.0361), "sports": (0.0975, 0.0442)},
 }
-PUBLISHED_SOURCES = {"kdiffe": "KDiffE, Table II", "diffmm": "DiffMM (Jiang et al. 2024)"}
+_DIFFMM_TABLE = "DiffMM (Jiang et al. 2024), Table 1"
+PUBLISHED_SOURCES = {"kdiffe": "KDiffE, Table II", "diffmm": "DiffMM (Jiang et al. 2024)",
+                     "lightgcn": _DIFFMM_TABLE, "sgl": f"{_DIFFMM_TABLE}; KDiffE's Table II repeats it",
+                     "ncl": f"{_DIFFMM_TABLE}; KDiffE's Table II repeats it",
+                     "bm3": f"{_DIFFMM_TABLE}; KDiffE's Table II repeats it"}
 #: Table III (ablations, TikTok): dataset -> variant -> (Recall@20, NDCG@20).
 PAPER_TABLE_III: dict[str, dict[str, tuple[float, float]]] = {
     "tiktok": {"kdiffe": (0.112, 0.046), "no_s": (0.107, 0.041), "unguided": (0.110, 0.045),

@@ -214,7 +214,8 @@ def test_table_ii_has_every_model_with_its_spread_its_best_test_column_a_paired_
     assert (dm["paper recall@20"], dm["paper"]) == (0.1129, "DiffMM (Jiang et al. 2024)")
     # SGL ran seeds 0 and 1: paired on those two
     assert table.loc["sgl", "p vs kdiffe"] == pytest.approx(stats.ttest_rel(np.full(2, 0.09), [0.110, 0.112]).pvalue)
-    assert table.loc["sgl", "runs"] == 2 and table.loc["sgl", "paper"] == ""  # nothing published for it
+    assert table.loc["sgl", "runs"] == 2 and table.loc["sgl", "paper recall@20"] == 0.0603  # DiffMM's Table 1
+    assert table.loc["sgl", "paper"] == "DiffMM (Jiang et al. 2024), Table 1; KDiffE's Table II repeats it"
     md = tables.write_table_ii(tables.table_ii(frame_of(rows)), tmp_path)[0].read_text()
     assert "| tiktok | diffmm | 3 | 0.1023 ± 0.0021 | 0.0512 ± 0.0010 | 0.1123 |" in md
     assert "0.1129 / 0.0456 (DiffMM (Jiang et al. 2024))" in md
