@@ -6,8 +6,11 @@
 Reads every ``results.csv`` under ``--results`` (default ``results``, the runners' ``--storage``
 default, relative to the current folder; the tidy files that ``tune/search.py``,
 ``ablations/run.py`` and ``tune/scalability.py`` write; schema: :mod:`kdiffe.results`) and trains
-nothing, so figures can be redrawn after every sweep. What is drawn where, the paper's grids,
-numbers and names come from :mod:`kdiffe.paper`; this module depends on nothing in ``tune/``.
+nothing, so figures can be redrawn after every sweep. An experiment whose last run has not ended
+(its experiment.json: still running, killed, or interrupted) is left out with a note, so that no
+figure, table or claim rests on part of a grid; ``--unfinished`` draws it anyway. What is drawn
+where, the paper's grids, numbers and names come from :mod:`kdiffe.paper`; this module depends on
+nothing in ``tune/``.
 
 =========  ==================================================================================
 Figure 5   effectiveness of denoising: Recall@20 / NDCG@20 against q, KDiffE against the
@@ -66,7 +69,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from kdiffe import paper  # noqa: E402
-from kdiffe.results import DEFAULT_STORAGE, REQUIRED, RESULTS_FILE, is_rerun, read_results  # noqa: E402
+from kdiffe.files import read_json  # noqa: E402
+from kdiffe.results import DEFAULT_STORAGE, RECORD_FILE, REQUIRED, RESULTS_FILE, is_rerun, read_results  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
 from plots import style, tables  # noqa: E402
 from plots.aggregate import best_evaluations  # noqa: E402
@@ -112,11 +116,42 @@ def find_results(root: Path) -> list[Path]:
     return files
 
 
-def load_results(root: Path, notes: list[str] | None = None) -> pd.DataFrame:
+def unfinished(results_file: Path) -> str | None:
+    """Why the experiment of ``results_file`` has not ended, from the experiment.json beside it:
+    its last run has no exit status (still running, or killed) or was interrupted (exit 130).
+    None when it ended (whatever its status) or keeps no record (a results file of its own)."""
+    record = results_file.parent / RECORD_FILE
+    if not record.is_file():
+        return None
+    try:
+        found = read_json(record, UserError)
+    except UserError:
+        return None
+    runs = found.get("runs") if isinstance(found, dict) else None
+    if not isinstance(runs, list) or not runs or not isinstance(runs[-1], dict):
+        return None
+    code = runs[-1].get("exit")
+    if code is None:
+        return "its last run has not ended (still running, or killed)"
+    return "its last run was interrupted (exit 130)" if code == 130 else None
+
+
+def load_results(root: Path, notes: list[str] | None = None, include_unfinished: bool = False) -> pd.DataFrame:
     """All results files under ``root`` as one frame (values checked by
     :func:`kdiffe.results.read_results`); trial ids made unique across experiments. A file with
-    a header but no rows yet adds a note to ``notes``."""
+    a header but no rows yet adds a note to ``notes``. An experiment that has not ended
+    (:func:`unfinished`) is left out, with a note, so that no figure, table or claim rests on part
+    of a grid; ``include_unfinished`` keeps it (a look at a running search)."""
     paths = find_results(root)
+    if not include_unfinished:
+        why = {path: unfinished(path) for path in paths}
+        if notes is not None:
+            notes += [f"{path.parent.name} not drawn: {reason}; it is drawn once it ends (resume it with --resume, "
+                      "or draw it now with --unfinished)" for path, reason in why.items() if reason]
+        paths = [path for path in paths if not why[path]]
+        if not paths:
+            raise UsageError(f"--results {root}: no experiment there has ended yet; draw the running ones with "
+                             "--unfinished")
     frames = [read_results(path, REQUIRED) for path in paths]
     if notes is not None:
         notes += [f"{path} skipped: no rows yet" for path, f in zip(paths, frames) if not len(f)]
@@ -243,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None,
                         help="folder of the datasets, for the statistics of each split (splits.md); "
                              "default $KDIFFE_DATA_DIR, and none when it is unset")
+    parser.add_argument("--unfinished", action="store_true",
+                        help="also draw experiments whose last run has not ended (running, killed or interrupted); "
+                             "by default they are left out, with a note, so that no figure or claim rests on part "
+                             "of one")
     return parser
 
 
@@ -256,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = Path(args.results)
             default_out = results.parent if results.is_file() else results
-        frame = load_results(results, skipped)
+        frame = load_results(results, skipped, include_unfinished=args.unfinished)
         out = args.out or default_out / "figures"
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: not a folder")

@@ -561,3 +561,29 @@ def test_curves_on_different_numbers_of_seeds_say_how_many():
     same, _ = labelled_curves([("KDiffE", pd.DataFrame([r for r in rows if r["theta2"] == 4e-5]))], "M", "M",
                               "test_recall@20")
     assert list(same) == ["KDiffE"]  # one seed count: nothing to say
+
+
+def test_an_experiment_that_has_not_ended_is_drawn_only_when_asked(tmp_path, capsys):
+    import json
+
+    runs = Runs()
+    for name, trial, exits in (("ended", "a", [None, 0]), ("running", "b", [0, None]), ("stopped", "c", [130])):
+        write(tmp_path, name, runs.rows(name, trial, "grid", "default", seed=0))
+        (tmp_path / name / "experiment.json").write_text(json.dumps({"runs": [{"exit": e} for e in exits]}))
+    write(tmp_path, "no-record", runs.rows("no-record", "d", "grid", "default", seed=0))  # a CSV of one's own
+    notes: list[str] = []
+    drawn = figures.load_results(tmp_path, notes)
+    assert set(drawn["experiment"]) == {"ended", "no-record"}  # the last run decides, not the first
+    assert sorted(n.split()[0] for n in notes) == ["running", "stopped"]
+    assert any("still running, or killed" in n for n in notes) and any("interrupted (exit 130)" in n for n in notes)
+    everything = figures.load_results(tmp_path, include_unfinished=True)
+    assert set(everything["experiment"]) == {"ended", "running", "stopped", "no-record"}
+    for name in ("ended", "no-record"):
+        for path in (tmp_path / name).iterdir():
+            path.unlink()
+        (tmp_path / name).rmdir()
+    assert figures.main(["--results", str(tmp_path), "--formats", "png"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--unfinished" in err[0]
+    assert figures.main(["--results", str(tmp_path), "--formats", "png", "--unfinished"]) == 0
+    assert (tmp_path / "figures" / "what_ran.md").exists()
