@@ -20,7 +20,7 @@ from .attention import attention_matrix
 from .config import VARIANTS, ConfigError, from_dict, parse_overrides
 from .catalog import MODELS
 from .data import load_dataset
-from .errors import UserError, report
+from .errors import EXIT_INTERRUPTED, UserError, report
 from .memory import check_dataset_memory
 from .threads import set_threads
 
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         torch.set_num_threads(previous)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  #: a run stopped by Ctrl-C or SIGTERM (an experiment resumes from there)
 
 
 class UserError(ValueError):

@@ -31,6 +31,12 @@ SELECTION_METRIC = "val_recall@20"
 RERUN_SUFFIX = "-best"
 
 
+def last_run(record: object) -> dict[str, Any] | None:
+    """The last run an experiment.json record lists (its ``exit`` is None until it ends), or None."""
+    runs = record.get("runs") if isinstance(record, dict) else None
+    return runs[-1] if isinstance(runs, list) and runs and isinstance(runs[-1], dict) else None
+
+
 def rerun_name(search: str) -> str:
     return search + RERUN_SUFFIX
 

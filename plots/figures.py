@@ -70,8 +70,9 @@ import pandas as pd  # noqa: E402
 
 from kdiffe import paper  # noqa: E402
 from kdiffe.files import read_json  # noqa: E402
-from kdiffe.results import DEFAULT_STORAGE, RECORD_FILE, REQUIRED, RESULTS_FILE, is_rerun, read_results  # noqa: E402
-from kdiffe.errors import UserError, report  # noqa: E402
+from kdiffe.results import (DEFAULT_STORAGE, RECORD_FILE, REQUIRED, RESULTS_FILE, is_rerun, last_run,  # noqa: E402
+                            read_results)
+from kdiffe.errors import EXIT_INTERRUPTED, UserError, report  # noqa: E402
 from plots import style, tables  # noqa: E402
 from plots.aggregate import best_evaluations  # noqa: E402
 from plots.claims import write_claims  # noqa: E402
@@ -127,13 +128,12 @@ def unfinished(results_file: Path) -> str | None:
         found = read_json(record, UserError)
     except UserError:
         return None
-    runs = found.get("runs") if isinstance(found, dict) else None
-    if not isinstance(runs, list) or not runs or not isinstance(runs[-1], dict):
+    run = last_run(found)
+    if run is None:
         return None
-    code = runs[-1].get("exit")
-    if code is None:
+    if run.get("exit") is None:
         return "its last run has not ended (still running, or killed)"
-    return "its last run was interrupted (exit 130)" if code == 130 else None
+    return f"its last run was interrupted (exit {EXIT_INTERRUPTED})" if run["exit"] == EXIT_INTERRUPTED else None
 
 
 def load_results(root: Path, notes: list[str] | None = None, include_unfinished: bool = False) -> pd.DataFrame:

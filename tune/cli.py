@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 from kdiffe.config import FIELDS, MAX_SEED, ConfigError, from_dict, parse_overrides
 from kdiffe.data import available_datasets, load_dataset, resolve_data_dir
-from kdiffe.errors import EXIT_USAGE, UserError, report
+from kdiffe.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError, report
 from kdiffe.memory import check_dataset_memory
 from kdiffe.paper import SWEEP_PARAMS
 from kdiffe.zoo import model_class
@@ -332,9 +332,6 @@ def main(script: Script, argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before any trial started
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-EXIT_INTERRUPTED = 130
 
 
 class SigtermStop:

@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 
 from kdiffe.errors import UserError
 from kdiffe.files import read_json, write_atomic  # noqa: F401  (write_atomic re-exported: tune's one atomic writer)
-from kdiffe.results import (BEST_FILE, COLUMNS, RECORD_FILE, RESULTS_FILE, TEXT_DTYPES, best_evaluation,
+from kdiffe.results import (BEST_FILE, COLUMNS, RECORD_FILE, RESULTS_FILE, TEXT_DTYPES, best_evaluation, last_run,
                             with_config_defaults)
 TRIALS = "trials"
 RAY_FOLDER = "ray"  #: Ray Tune's own files, one folder per run; never read back
@@ -161,9 +161,8 @@ def experiment_state(path: Path) -> str:
     record = path / RECORD_FILE
     if not record.exists():
         return "new"
-    found = read_json(record, UserError)
-    runs = found.get("runs", []) if isinstance(found, dict) else []
-    return "done" if runs and runs[-1].get("exit") == 0 else "resume"
+    run = last_run(read_json(record, UserError))
+    return "done" if run and run.get("exit") == 0 else "resume"
 
 
 def load_record(path: Path) -> dict[str, Any]:
