@@ -179,6 +179,6 @@ def save(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     paths = []
     for fmt in formats:
         path = out / f"{stem}.{fmt}"
-        replace_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt))
+        replace_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, bbox_inches="tight"))  # a long legend label is never cut off
         paths.append(path)
     return paths
