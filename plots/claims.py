@@ -206,9 +206,8 @@ def pooled_claims(best: pd.DataFrame) -> list[dict[str, str]]:
     for (dataset, form), group in resplits.groupby([resplits["dataset"], holdout], sort=True):
         if group["resplit"].nunique() < 2:
             continue
-        where = f"{dataset}, pooled over {group['resplit'].nunique()} re-splits{tables.RESPLIT_FORMS.get(form, '')}"
         for variant in COMPARED:
-            a, b = [], []
+            a, b, pooled = [], [], 0
             for _, split in group.groupby("resplit"):
                 full, other = split[split["variant"] == "kdiffe"], split[split["variant"] == variant]
                 if full.empty or other.empty:
@@ -217,8 +216,10 @@ def pooled_claims(best: pd.DataFrame) -> list[dict[str, str]]:
                                              tables.main_setting(other).set_index("seed")["test_recall@20"])
                 a += list(x)
                 b += list(y)
-            if not a:
+                pooled += len(x) > 0
+            if pooled < 2:  # one re-split alone is its own claim, not a pooled one
                 continue
+            where = f"{dataset}, pooled over {pooled} re-splits{tables.RESPLIT_FORMS.get(form, '')}"
             test = verdicts.difference(a, b)
             claim = f"KDiffE > {tables.entry_name(variant)} on {where} (Recall@20)"
             if test.verdict == UNTESTABLE:

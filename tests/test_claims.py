@@ -261,3 +261,25 @@ def test_an_optimum_claim_judges_the_grid_trained_longest():
     assert list(table.columns) == [600, 601]
     (m,) = [r for r in claims.optimum_claims(best) if r["claim"].startswith("Figure 6: M")]
     assert m["ours"].startswith("best at 50 ")
+
+
+def test_a_pooled_claim_pools_the_resplits_that_ran_and_names_how_many():
+    def resplit_rows(resplit, gaps_by_model):
+        base = [0.150, 0.152, 0.155]
+        rows = [trial(f"r{resplit}", "kdiffe", s, r, resplit=resplit, resplit_holdout="one")
+                for s, r in enumerate(base)]
+        for model, gaps in gaps_by_model.items():
+            rows += [trial(f"b{resplit}-{model}", "kdiffe", s, r - g, model=model, resplit=resplit,
+                           resplit_holdout="one") for s, (r, g) in enumerate(zip(base, gaps))]
+        return rows
+
+    # SGL ran on both re-splits, NCL on re-split 1 only
+    rows = resplit_rows(1, {"sgl": [0.01, 0.012, 0.008], "ncl": [0.02, 0.02, 0.02]})
+    rows += resplit_rows(2, {"sgl": [0.011, 0.009, 0.010]})
+    table = claims.claims(frame_of(rows)).set_index("claim")
+    pooled = [c for c in table.index if "pooled" in c]
+    assert pooled == ["KDiffE > SGL on tiktok, pooled over 2 re-splits, one held out per user (Recall@20)"]
+    gaps = [0.01, 0.012, 0.008, 0.011, 0.009, 0.010]
+    p = stats.ttest_rel(np.array(gaps), np.zeros(6)).pvalue
+    assert table.loc[pooled[0], "verdict"] == claims.HOLDS
+    assert f"6 pairs, p = {p:.3g}" in table.loc[pooled[0], "ours"]
