@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .attention import attention_matrix
-from .config import VARIANTS, ConfigError, from_dict, parse_overrides
+from .config import VARIANTS, ConfigError, check_reads, from_dict, parse_overrides
 from .catalog import MODELS
 from .data import load_dataset
 from .errors import EXIT_INTERRUPTED, UserError, report
@@ -106,8 +106,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         values["variant"] = args.variant
     if args.epochs is not None:
         values["epochs"] = args.epochs
-    values.update(parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides)
+    values.update(overrides)
     config = from_dict(values)
+    check_reads([config.model], overrides)
     summary_file = model_dir = None
     if args.out:
         summary_file = args.out if args.out.endswith(".json") else f"{args.out}/summary.json"

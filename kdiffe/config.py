@@ -27,10 +27,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import UserError
-from .catalog import MODELS, published_defaults
+from .catalog import MODELS, not_read, published_defaults
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "kdiffe": dict(use_s=True, use_kg=True, use_cl=True, guided=True),
@@ -353,6 +353,21 @@ def from_dict(values: Mapping[str, Any]) -> Config:
         return Config(**kwargs)
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def check_reads(models: Iterable[str], names: Iterable[str]) -> None:
+    """ConfigError for a given model hyperparameter (``--set``) that none of ``models`` reads, which
+    would otherwise be ignored without a word (kdiffe.catalog.Entry.reads)."""
+    models = list(dict.fromkeys(models))
+    unread = not_read(models, names)
+    if not unread:
+        return
+    name = unread[0]
+    if len(models) == 1:
+        own = MODELS[models[0]].reads if models[0] in MODELS else ()
+        raise ConfigError(f"--set {name}=...: model={models[0]} does not use {name}; its own parameters: "
+                          f"{', '.join(own) or 'none'}")
+    raise ConfigError(f"--set {name}=...: none of the models of this run ({', '.join(models)}) uses {name}")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

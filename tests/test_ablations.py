@@ -46,6 +46,7 @@ def test_ablation_suite_writes_table_iii(ray_session, tmp_path, capsys):  # noqa
     (["--seeds", "x"], "expected seeds such as"),
     (["--set", "variant=no_s"], "use --variants"),
     (["--dataset", "synthetic", "atlantis"], "unknown dataset 'atlantis'"),
+    (["--variants", "none", "--models", "sgl,lightgcn"], "none of the models of this run (sgl, lightgcn) uses M"),  # TINY's
 ])
 def test_invalid_ablation_arguments_fail_with_one_line(tmp_path, capsys, args, needle):
     from ablations.run import main

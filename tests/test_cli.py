@@ -38,6 +38,8 @@ def test_train_writes_summary(tmp_path):
     (["train", "--variant", "lightgcn", "--set", "dim=1000000000", "--set", "syn_users=60", "--set", "syn_items=40"],
      "dim=1000000000: the run would need"),
     (["attention", "--dataset", "synthetic", "--M", "1000000000"], "M=1000000000: the run would need"),
+    (["train", "--model", "sgl", "--set", "M=5"], "--set M=...: model=sgl does not use M; its own parameters: layers,"),
+    (["train", "--set", "layer_combine=mean"], "model=kdiffe does not use layer_combine"),
 ])
 def test_user_mistakes_exit_2_with_one_line(tmp_path, args, needle):
     if "cuda" in " ".join(args):

@@ -865,3 +865,20 @@ def test_reproduce_baselines_search_then_rerun_the_best_beside_kdiffe_in_table_i
         assert np.allclose(rerun[key].astype(float), float(best[key])), key
     table = (tmp_path / "figures" / "table_ii.md").read_text()
     assert "| synthetic | sgl | 2 |" in table  # the re-run is a Table II row, the search is not
+
+
+def test_reproduce_gives_each_part_the_set_values_its_models_read(datasets_dir, tmp_path, capsys):
+    from tune.reproduce import main
+
+    argv = ["--datasets", "tiktok", "--parts", "grid,baselines", "--baseline-models", "sgl,lightgcn", "--data-dir",
+            str(datasets_dir), "--storage", str(tmp_path), "--dry-run", "--set", "xi=0.5", "--set", "edge_drop=0.2",
+            "--set", "lr=0.002"]
+    assert main(argv) == 0
+    plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
+    for name, line in plan.items():
+        given = {k for k in ("xi", "edge_drop") if f"--set {k}=" in line}
+        assert given == ({"xi"} if "figure" in name else {"edge_drop"} if "-sgl" in name else set()), name
+        assert "--set lr=0.002" in line  # every model's
+    assert main([*argv[:-6], "--set", "noise_eps=0.3"]) == 2  # no model of the plan reads it
+    assert "error: --set noise_eps=...: none of the models of this run (kdiffe, sgl, lightgcn) uses noise_eps" in \
+        capsys.readouterr().err

@@ -179,3 +179,58 @@ def test_sgl_without_its_contrast_is_lightgcn(synthetic, one_thread):
     lightgcn = Trainer(from_dict({"model": "lightgcn", **common}), synthetic, **QUIET).run()
     keys = ["val_recall@20", "test_ndcg@20", "bpr_loss"]
     assert [[r[k] for k in keys] for r in sgl["history"]] == [[r[k] for k in keys] for r in lightgcn["history"]]
+
+
+def _config_reads(module: str) -> set[str]:
+    """The Config fields a module's code reads (``config.x``, ``cfg.x``, ``c.x``, ``self.config.x``), with those of
+    Objective.from_config where it builds its objective so."""
+    import ast
+    import importlib
+    import inspect
+    import textwrap
+
+    from kdiffe import losses
+
+    def reads(source: str) -> set[str]:
+        def is_config(value: ast.expr) -> bool:  # config, cfg, c or self.config
+            return (isinstance(value, ast.Name) and value.id in ("config", "cfg", "c")
+                    or isinstance(value, ast.Attribute) and value.attr == "config")
+
+        return {node.attr for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.Attribute) and is_config(node.value)}
+
+    source = inspect.getsource(importlib.import_module(module))
+    found = reads(source)
+    if "Objective.from_config" in source:
+        found |= reads(textwrap.dedent(inspect.getsource(losses.Objective.from_config)))
+    return found
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_model_declares_the_hyperparameters_its_code_reads(name):
+    from kdiffe.catalog import MODEL_PARAMETERS
+    from kdiffe.config import FIELDS
+
+    entry = MODELS[name]
+    assert set(entry.reads) <= set(FIELDS)
+    modules = [entry.code.partition(":")[0]] + (["kdiffe.view"] if name == "kdiffe" else [])  # KDiffE's view
+    code_reads = set().union(*(_config_reads(m) for m in modules))
+    assert set(entry.reads) <= code_reads, f"{name} declares what its code never reads"
+    assert (code_reads & MODEL_PARAMETERS) - set(entry.reads) <= {"cl_negatives", "cl_samples"}, \
+        f"{name} reads model parameters it does not declare"  # (SGL and NCL build Objective.from_config, unused)
+    searched = set(entry.search) | set(entry.ranges) | set(entry.grids)
+    assert searched & MODEL_PARAMETERS <= set(entry.reads)  # a search never moves what the model ignores
+
+
+def test_a_given_parameter_no_model_of_the_run_reads_is_refused():
+    from kdiffe.config import check_reads
+
+    check_reads(["sgl"], ["edge_drop", "lr", "epochs", "dim", "resplit"])  # its own, and every model's
+    check_reads(["kdiffe", "sgl"], ["M", "edge_drop"])  # a run of two models: what either reads
+    with pytest.raises(ConfigError, match=r"^--set M=\.\.\.: model=sgl does not use M; its own parameters: "
+                                          r"layers, layer_combine, theta1, theta2, l2, tau, cl_block, edge_drop$"):
+        check_reads(["sgl"], ["edge_drop", "M"])
+    with pytest.raises(ConfigError, match=r"none of the models of this run \(lightgcn, bm3\) uses tau$"):
+        check_reads(["lightgcn", "bm3"], ["tau"])
+    with pytest.raises(ConfigError, match="model=simgcl does not use layer_combine"):
+        check_reads(["simgcl"], ["layer_combine"])  # SimGCL's mean of layers 1..L is fixed

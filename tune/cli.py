@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
-from kdiffe.config import FIELDS, MAX_SEED, ConfigError, from_dict, parse_overrides
+from kdiffe.config import FIELDS, MAX_SEED, ConfigError, check_reads, from_dict, parse_overrides
 from kdiffe.data import available_datasets, load_dataset, resolve_data_dir
 from kdiffe.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError, report
 from kdiffe.memory import check_dataset_memory
@@ -416,6 +416,7 @@ def _main(script: Script, argv: list[str], started: float | None = None) -> int:
                 raise ConfigError(f"--set {key}=...: {script.prog} sets {key} itself; use {option}")
         base = base_values(args, script.defaults(args))
         plan = script.plan(args, base)
+        check_reads([c.get("model", FIELDS["model"].default) for c in plan.candidates], overrides)
         if plan.total > MAX_TRIALS:
             raise ConfigError(f"{plan.total:,} trials planned; at most {MAX_TRIALS:,} in one experiment")
         name = args.name or plan.name

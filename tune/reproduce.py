@@ -49,8 +49,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdiffe.catalog import MODELS  # noqa: E402
-from kdiffe.config import RESPLIT_HOLDOUTS  # noqa: E402
+from kdiffe.catalog import MODELS, not_read  # noqa: E402
+from kdiffe.config import RESPLIT_HOLDOUTS, check_reads, parse_overrides  # noqa: E402
 from kdiffe.data import load_dataset, resolve_data_dir  # noqa: E402
 from kdiffe.results import DEFAULT_STORAGE  # noqa: E402
 from kdiffe.errors import UserError, report  # noqa: E402
@@ -129,9 +129,10 @@ def capabilities(dataset: str, data_dir: str) -> tuple[bool, bool]:
 
 def plan(args: argparse.Namespace) -> list[Part]:
     parts: list[Part] = []
-    def run_args(epochs: int, *extra: str) -> list[str]:
+    def run_args(epochs: int, *extra: str, models: tuple[str, ...] = ("kdiffe",)) -> list[str]:
+        """The options every part takes, with the --set values its ``models`` read."""
         return ["--data-dir", args.data_dir, "--epochs", str(epochs), *extra,
-                *[x for s in args.set for x in ("--set", s)]]
+                *[x for s in args.set if not not_read(models, [s.partition("=")[0].strip()]) for x in ("--set", s)]]
 
     grid_epochs = args.epochs or GRID_EPOCHS[args.grid_design]
     common = run_args(grid_epochs)  # grids
@@ -239,19 +240,19 @@ def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: fl
     published defaults when none is searched. Multimodal models skip a dataset without features."""
     parts: list[Part] = []
     searched = [d for d in args.search_datasets if d in args.datasets]
-    rerun = run_args(args.baseline_epochs, "--set", f"patience={BASELINE_PATIENCE}")
     splits = [("", 0)] + [(f"-resplit-{k}" + "-one" * (args.resplit_holdout == "one"), k) for k in args.resplits
                           if dataset in args.resplit_datasets]
     for model in args.baseline_models:
         if MODELS[model].needs_features and not rich:
             continue
         epoch = MODELS[model].epoch_seconds * scale
+        rerun = run_args(args.baseline_epochs, "--set", f"patience={BASELINE_PATIENCE}", models=(model,))
         search = f"{dataset}-baseline-{model}-search"
         if dataset in args.search_datasets:
             n = args.search_trials * args.ablation_epochs  # the budget; ASHA spends less
             parts.append(Part(search, "search", ["--dataset", dataset, "--mode", "optuna", "--model", model,
                                                  "--num-samples", str(args.search_trials), *SEARCH_FIRST, *NO_RETRAIN, "--seeds", str(SEARCH_SEED),
-                                                 *run_args(args.ablation_epochs)], n, n * epoch))
+                                                 *run_args(args.ablation_epochs, models=(model,))], n, n * epoch))
         source = search if dataset in args.search_datasets else (
             f"{searched[0]}-baseline-{model}-search" if searched else "")
         for label, resplit in splits:
@@ -381,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [p for p in args.parts if p not in PARTS]
         if unknown:
             raise UserError(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+        # a --set value goes to the parts whose models read it; one that no model of the plan reads is refused
+        models = ["kdiffe"] * bool(set(args.parts) - {"baselines"}) + args.baseline_models * ("baselines" in args.parts)
+        check_reads(models, parse_overrides(args.set))
         args.data_dir = str(resolve_data_dir(args.data_dir))
         storage = Storage(args.storage)
         parts = [] if args.render_only else plan(args)
