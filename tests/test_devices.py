@@ -44,3 +44,17 @@ def test_a_model_built_on_the_meta_device_creates_no_tensor_elsewhere():
     with torch.device("meta"):
         model = LightGCN(ds.n_users, ds.n_items, operator, 8, 2)
     assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
+def test_a_run_records_the_gpu_cards_nvidia_smi_lists(tmp_path, monkeypatch):
+    from tune.store import machine
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: CPUs only
+    assert machine().endswith(" CPUs")
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=name ] && printf 'NVIDIA H100 80GB HBM3\\nNVIDIA H100 80GB HBM3\\n"
+                   "NVIDIA A10\\n'\n")
+    smi.chmod(0o755)
+    assert machine().endswith(" CPUs, GPUs: 2 x NVIDIA H100 80GB HBM3, 1 x NVIDIA A10")
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")  # a broken driver: no card claimed
+    assert machine().endswith(" CPUs")

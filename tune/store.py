@@ -152,8 +152,25 @@ def _commit() -> tuple[str, str]:
         return "", ""
 
 
+def gpu_cards() -> list[str]:
+    """The names of the machine's CUDA cards as ``nvidia-smi`` lists them (none without it); asked of
+    nvidia-smi so that the driver process never opens a CUDA context."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
 def machine() -> str:
-    return f"{socket.gethostname()}, {os.cpu_count()} CPUs"
+    """The host, its CPUs and its GPUs ("1 x NVIDIA H100 80GB HBM3"), as every run records them."""
+    cards = gpu_cards()
+    counted = ", ".join(f"{cards.count(name)} x {name}" for name in dict.fromkeys(cards))
+    return f"{socket.gethostname()}, {os.cpu_count()} CPUs" + (f", GPUs: {counted}" if cards else "")
 
 
 def experiment_state(path: Path) -> str:
