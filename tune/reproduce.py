@@ -395,12 +395,13 @@ def main(argv: list[str] | None = None) -> int:
         status = state(storage, part)
         total_epochs += part.trial_epochs * (status != "done")
         total_seconds += part.seconds * (status != "done")
-        print(f"{part.name:<34} {status:<6} {part.trial_epochs:>6} trial-epochs  ~{part.seconds / 3600:5.1f} h  "
+        print(f"{part.name:<34} {status:<6} {part.trial_epochs:>6} trial-epochs  <={part.seconds / 3600:5.1f} h  "
               f"python {'ablations/run.py' if part.script == 'ablation' else f'tune/{part.script}.py'} "
               f"{' '.join(part.argv)}" + (f" + the best settings of {part.after}" if part.after else ""))
     if parts:
-        print(f"to run: {total_epochs} trial-epochs, about {total_seconds / 3600:.1f} h one trial at a time on the "
-              f"2-core reference machine (about {total_seconds / 3600 / 1.24:.1f} h two at a time)")
+        print(f"to run: at most {total_epochs} trial-epochs, at most about {total_seconds / 3600:.1f} h one trial at a "
+              f"time on the 2-core reference machine ({total_seconds / 3600 / 1.24:.1f} h two at a time); every trial "
+              "counted to its last epoch, so patience and ASHA end most parts in a fraction of it")
     if args.dry_run:
         return 0
     for part in parts:
