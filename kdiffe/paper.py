@@ -155,7 +155,22 @@ PARAM_LABELS = {
     "q": r"top-$q$ entities",
     "theta2": r"L2 weight $\theta_2$",
     "lr": "learning rate",
+    # the baselines' own searched parameters (kdiffe.catalog)
+    "edge_drop": r"dropped edges $\rho$",
+    "proto_weight": r"prototype weight $\lambda_2$",
+    "noise_eps": r"noise norm $\epsilon$",
+    "target_dropout": r"target dropout $p$",
+    "layers": r"layers $L$",
+    "msi_weight": r"MSI weight $\lambda_0$",
 }
+#: Parameters a search moves beyond the paper's seven and the training two: the baselines' own,
+#: in the registry's order (kdiffe.catalog.Entry.search)
+MODEL_SEARCH_PARAMS = tuple(dict.fromkeys(
+    p for entry in MODELS.values() for p in entry.search if p not in SWEEP_PARAMS + TRAINING_PARAMS))
+#: Parameters searched on a log scale by some model (JOINT_RANGES and the catalog's own ranges)
+LOG_SCALE_PARAMS = frozenset(
+    name for ranges in (JOINT_RANGES, *(entry.ranges for entry in MODELS.values()))
+    for name, spec in ranges.items() if spec[0] == "loguniform")
 METRIC_NAMES = {"test_recall@20": "Recall@20", "test_ndcg@20": "NDCG@20"}
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from kdiffe import paper
 from kdiffe.catalog import published_defaults
 from kdiffe.config import FIELDS
-from kdiffe.paper import SWEEP_PARAMS, TRAINING_PARAMS, PaperFigure
+from kdiffe.paper import MODEL_SEARCH_PARAMS, SWEEP_PARAMS, TRAINING_PARAMS, PaperFigure
 from plots import style
 from plots.aggregate import (
     SCALABILITY_MOVES, SECONDS, SELECTION, config_groups, default_value, figure_label_columns, grid_trials,
@@ -161,8 +161,10 @@ def search_experiments(best: pd.DataFrame) -> list[str]:
 
 
 def searched_params(trials: pd.DataFrame) -> list[str]:
-    """Parameters that take more than one value across ``trials``: SWEEP_PARAMS, theta2 and lr, then variant."""
-    moved = [p for p in SWEEP_PARAMS + TRAINING_PARAMS if trials[p].nunique(dropna=True) > 1]
+    """Parameters that take more than one value across ``trials``: SWEEP_PARAMS, the baselines' own,
+    theta2 and lr, then variant."""
+    moved = [p for p in SWEEP_PARAMS + MODEL_SEARCH_PARAMS + TRAINING_PARAMS
+             if p in trials.columns and trials[p].nunique(dropna=True) > 1]
     return moved + (["variant"] if trials["variant"].nunique() > 1 else [])
 
 
@@ -213,7 +215,8 @@ def _search_panel(trials: pd.DataFrame, param: str, variants: Sequence[str], tit
     # the searched model's own default (kdiffe.catalog: LightGCN's published θ2 is 1e-4, not KDiffE's 1e-5)
     default = None if param == "variant" else float(published_defaults(model).get(param, FIELDS[param].default))
     return Panel(param=param, ylabel="validation " + paper.METRIC_NAMES["test_recall@20"], curves=curves,
-                 title=title, xlabel=paper.PARAM_LABELS.get(param, "variant"), default=default,
+                 title=title, xlabel=paper.PARAM_LABELS.get(param, param) if param != "variant" else "variant",
+                 default=default,
                  ticklabels={x: category_label(style.variant_name(v)) for v, x in position.items()}
                  if param == "variant" else {},
                  key={"dataset": str(top["dataset"]), "param": param, "metric": SELECTION}, kind="scatter",

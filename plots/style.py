@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdiffe.paper import DATASET_NAMES as PAPER_DATASET_NAMES, VARIANT_NAMES
+from kdiffe.paper import DATASET_NAMES as PAPER_DATASET_NAMES, LOG_SCALE_PARAMS, VARIANT_NAMES
 
 #: matplotlib settings for a figure printed at about 7 inches wide (two-column page width).
 RC: dict[str, Any] = {
@@ -47,8 +47,8 @@ ROW_HEIGHT = 1.85
 #: Display names beyond the paper's datasets.
 DATASET_NAMES = {**PAPER_DATASET_NAMES, "synthetic": "Synthetic"}
 
-#: Parameters drawn on a logarithmic axis.
-LOG_PARAMS = frozenset({"theta1", "t", "theta2", "lr"})
+#: Parameters drawn on a logarithmic axis: t, and those searched on a log scale.
+LOG_PARAMS = frozenset({"t"}) | LOG_SCALE_PARAMS
 
 #: Panels per row of a figure that wraps (the search scatter).
 MAX_COLUMNS = 4

@@ -431,6 +431,24 @@ def test_search_scatter_one_panel_per_searched_parameter(tmp_path):
     assert written["trial_id"].tolist() == ["tk-optuna/o0", "tk-optuna/o1", "tk-optuna/o2", "tk-optuna/o3"]
 
 
+def test_a_baselines_search_gets_a_panel_for_each_of_its_own_parameters():
+    """FREEDOM's search moves edge_drop (its own) beside theta1 and lr: a panel each, labelled, the
+    log-scale ones on a log axis, its published default marked."""
+    points = [(0.6, 1e-4, 1e-3, 0.08), (0.8, 1e-3, 2e-3, 0.09), (0.9, 1e-5, 5e-3, 0.07)]
+    rows = []
+    for i, (rho, theta1, lr, val) in enumerate(points):
+        rows += hand_rows("fr", f"f{i}", "search", "", [(1, val, val)], model="freedom", edge_drop=rho, theta1=theta1,
+                          lr=lr, seed=0)
+    rows, _, notes = figures.search_panels(aggregate.best_evaluations(hand_frame(rows)), "fr")
+    panels = {p.param: p for row in rows for p in row}
+    assert not notes and list(panels) == ["theta1", "edge_drop", "lr"]
+    assert panels["edge_drop"].xlabel == r"dropped edges $\rho$" and panels["edge_drop"].default == 0.8
+    assert panels["edge_drop"].best == (0.8, 0.09)
+    fig = figures.draw(rows, "t")
+    scales = {p: ax.get_xscale() for p, ax in zip(panels, fig.axes)}
+    assert scales == {"theta1": "log", "edge_drop": "linear", "lr": "log"}
+
+
 def test_search_without_variation_is_noted(tmp_path):
     rows = hand_rows("same", "s0", "search", "", [(1, 0.1, 0.1)], seed=0) + \
         hand_rows("same", "s1", "search", "", [(1, 0.2, 0.1)], seed=1)

@@ -62,7 +62,8 @@ def test_tune_reads_the_grids_and_ranges_from_the_core():
 
 
 def test_names_and_figures_are_consistent():
-    assert set(paper.PARAM_LABELS) == set(paper.SWEEP_PARAMS) | set(paper.TRAINING_PARAMS)
+    assert set(paper.PARAM_LABELS) == set(paper.SWEEP_PARAMS) | set(paper.TRAINING_PARAMS) | \
+        set(paper.MODEL_SEARCH_PARAMS)  # every searched parameter has its axis label
     assert set(paper.VARIANT_NAMES) == set(VARIANTS) and paper.VARIANT_ORDER[0] == "kdiffe"
     assert set(paper.PAPER_VARIANT_SYMBOLS) == set(paper.ABLATION_VARIANTS)
     assert set(paper.DATASET_NAMES) == set(paper.DATASETS) == set(paper.PAPER_TABLE_II)
