@@ -40,9 +40,10 @@ BATCH_L2_GRIDS = {"theta2": (1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.3, 1.0)}
 MODELS: dict[str, Entry] = {
     # KDiffE: Config's defaults are its paper's; its search space is tune.spaces' (the seven of the paper)
     "kdiffe": Entry("kdiffe.model:KDiffE", "KDiffE", 4.7,
-              reads=("layers", "theta1", "theta2", "l2", "tau", "cl_block", "cl_negatives", "cl_samples", "M", "R", "restart", "xi",
-                    "kg", "concepts", "links", "kg_iters", "t", "noise_scale", "noise_min", "noise_max", "q", "kg_every",
-                    "denoiser_hidden", "step_dim", "diff_lr", "diff_batch")),
+                    reads=("layers", "theta1", "theta2", "l2", "tau", "cl_block", "cl_negatives", "cl_samples", "M",
+                           "R", "restart", "xi", "kg", "concepts", "links", "kg_iters", "t", "noise_scale",
+                           "noise_min", "noise_max", "q", "kg_every", "denoiser_hidden", "step_dim", "diff_lr",
+                           "diff_batch")),
     # LightGCN (He et al. 2020), Section 4.1: 3 layers, λ = 1e-4, the mean of the layers, L2 on the batch
     "lightgcn": Entry("kdiffe.lightgcn:LightGCN", "LightGCN", 1.2,
                       {"layers": 3, "theta2": 1e-4, "l2": "batch", "layer_combine": "mean"},
