@@ -29,6 +29,8 @@ class Entry:
     #: the model's own hyperparameters (Config fields) that it reads; a field that some model reads and
     #: this one does not is refused when given to it (kdiffe.config.check_reads)
     reads: tuple[str, ...] = ()
+    #: axis labels where a shared field means something else in this model (kdiffe.paper.PARAM_LABELS' own)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 #: θ2 of LightGCN's batch L2 (½ Σ ||e⁰||² / batch) lives on another scale than Eq. 14's L2 over every
@@ -114,7 +116,8 @@ MODELS: dict[str, Entry] = {
                              **BATCH_L2_RANGES},
                      grids={"edge_drop": (0.7, 0.8, 0.9), "theta1": (0.0, 1e-5, 1e-4, 1e-3), **BATCH_L2_GRIDS},
                      needs_features=True,
-                     reads=("layers", "theta1", "theta2", "l2", "edge_drop", "knn_k", "mm_layers", "image_weight")),
+                     reads=("layers", "theta1", "theta2", "l2", "edge_drop", "knn_k", "mm_layers", "image_weight"),
+                     labels={"theta1": r"modality BPR weight $\theta_1$"}),
 }
 
 

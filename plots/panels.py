@@ -15,7 +15,7 @@ from typing import Collection, Sequence
 import pandas as pd
 
 from kdiffe import paper
-from kdiffe.catalog import published_defaults
+from kdiffe.catalog import MODELS, published_defaults
 from kdiffe.config import FIELDS
 from kdiffe.paper import MODEL_SEARCH_PARAMS, SWEEP_PARAMS, TRAINING_PARAMS, PaperFigure
 from plots import style
@@ -197,6 +197,15 @@ def search_panels(best: pd.DataFrame, experiment: str) -> tuple[list[list[Panel]
     return rows, table, notes
 
 
+def param_label(param: str, model: str) -> str:
+    """The axis label of ``param`` in a search of ``model``: the model's own where its field means
+    something else there (kdiffe.catalog.Entry.labels), else the paper's symbol."""
+    if param == "variant":
+        return "variant"
+    entry = MODELS.get(model)
+    return (entry.labels if entry else {}).get(param) or paper.PARAM_LABELS.get(param, param)
+
+
 def _search_panel(trials: pd.DataFrame, param: str, variants: Sequence[str], title: str) -> Panel:
     position = {v: float(i) for i, v in enumerate(v for v in variants if v in set(trials["variant"]))}
 
@@ -215,8 +224,7 @@ def _search_panel(trials: pd.DataFrame, param: str, variants: Sequence[str], tit
     # the searched model's own default (kdiffe.catalog: LightGCN's published θ2 is 1e-4, not KDiffE's 1e-5)
     default = None if param == "variant" else float(published_defaults(model).get(param, FIELDS[param].default))
     return Panel(param=param, ylabel="validation " + paper.METRIC_NAMES["test_recall@20"], curves=curves,
-                 title=title, xlabel=paper.PARAM_LABELS.get(param, param) if param != "variant" else "variant",
-                 default=default,
+                 title=title, xlabel=param_label(param, model), default=default,
                  ticklabels={x: category_label(style.variant_name(v)) for v, x in position.items()}
                  if param == "variant" else {},
                  key={"dataset": str(top["dataset"]), "param": param, "metric": SELECTION}, kind="scatter",

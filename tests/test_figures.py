@@ -444,6 +444,8 @@ def test_a_baselines_search_gets_a_panel_for_each_of_its_own_parameters():
     assert not notes and list(panels) == ["theta1", "edge_drop", "lr"]
     assert panels["edge_drop"].xlabel == r"dropped edges $\rho$" and panels["edge_drop"].default == 0.8
     assert panels["edge_drop"].best == (0.8, 0.09)
+    assert panels["theta1"].xlabel == r"modality BPR weight $\theta_1$"  # FREEDOM's θ1 weighs no contrast
+    assert panels["lr"].xlabel == "learning rate"
     fig = figures.draw(rows, "t")
     scales = {p: ax.get_xscale() for p, ax in zip(panels, fig.axes)}
     assert scales == {"theta1": "log", "edge_drop": "linear", "lr": "log"}
