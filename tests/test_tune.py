@@ -870,15 +870,29 @@ def test_reproduce_baselines_search_then_rerun_the_best_beside_kdiffe_in_table_i
 def test_reproduce_gives_each_part_the_set_values_its_models_read(datasets_dir, tmp_path, capsys):
     from tune.reproduce import main
 
-    argv = ["--datasets", "tiktok", "--parts", "grid,baselines", "--baseline-models", "sgl,lightgcn", "--data-dir",
-            str(datasets_dir), "--storage", str(tmp_path), "--dry-run", "--set", "xi=0.5", "--set", "edge_drop=0.2",
-            "--set", "lr=0.002"]
+    argv = ["--datasets", "tiktok", "--parts", "grid,baselines", "--grid-params", "q", "--baseline-models",
+            "sgl,lightgcn", "--data-dir", str(datasets_dir), "--storage", str(tmp_path), "--dry-run", "--set", "xi=0.5",
+            "--set", "edge_drop=0.2", "--set", "batch_size=1024"]
     assert main(argv) == 0
     plan = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line}
+    assert "tiktok-figure9-q" in plan and "tiktok-baseline-sgl-search" in plan
     for name, line in plan.items():
         given = {k for k in ("xi", "edge_drop") if f"--set {k}=" in line}
         assert given == ({"xi"} if "figure" in name else {"edge_drop"} if "-sgl" in name else set()), name
-        assert "--set lr=0.002" in line  # every model's
+        assert "--set batch_size=1024" in line  # every model's
     assert main([*argv[:-6], "--set", "noise_eps=0.3"]) == 2  # no model of the plan reads it
     assert "error: --set noise_eps=...: none of the models of this run (kdiffe, sgl, lightgcn) uses noise_eps" in \
         capsys.readouterr().err
+
+
+def test_reproduce_refuses_a_set_value_that_a_part_searches(datasets_dir, tmp_path, capsys):
+    """tune/search.py refuses to both fix and search a parameter; the plan says so before any part runs."""
+    from tune.reproduce import main
+
+    base = ["--datasets", "tiktok", "--data-dir", str(datasets_dir), "--storage", str(tmp_path), "--dry-run"]
+    assert main([*base, "--parts", "grid", "--grid-params", "M,R", "--set", "M=2"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --set M=...: part tiktok-figure6-M-R searches M; drop the "
+                                               "--set, or leave that part out (--parts, --grid-params)")
+    assert main([*base, "--parts", "baselines", "--baseline-models", "sgl", "--set", "lr=0.002"]) == 2
+    assert "part tiktok-baseline-sgl-search searches lr" in capsys.readouterr().err
+    assert main([*base, "--parts", "grid", "--grid-params", "q", "--set", "M=2"]) == 0  # Figure 9 fixes M

@@ -57,6 +57,7 @@ from kdiffe.errors import UserError, report  # noqa: E402
 from kdiffe.paper import FIGURES, PAPER_GRIDS, SWEEP_PARAMS, TRAINING_PARAMS  # noqa: E402
 from kdiffe.results import BEST_FILE, rerun_name  # noqa: E402
 from tune.cli import Parser, seeds_arg  # noqa: E402
+from tune.spaces import parse_params  # noqa: E402
 from tune.store import experiment_state, storage_path  # noqa: E402
 from tune.tracking import TRACKERS  # noqa: E402
 
@@ -226,6 +227,25 @@ def plan(args: argparse.Namespace) -> list[Part]:
     return parts
 
 
+def option(argv: list[str], flag: str) -> str | None:
+    """The value following ``flag`` in ``argv``, or None."""
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def refuse_searched_sets(parts: list[Part], sets: list[str]) -> None:
+    """A --set value that a grid or search part of the plan moves would end that part at its start,
+    hours into the plan (tune/search.py refuses it): refuse it before anything runs."""
+    keys = parse_overrides(sets)
+    for part in parts:
+        if part.script != "search":
+            continue
+        searched = parse_params(option(part.argv, "--params"), option(part.argv, "--model") or "kdiffe")
+        clash = [key for key in keys if key in searched]
+        if clash:
+            raise UserError(f"--set {clash[0]}=...: part {part.name} searches {clash[0]}; drop the --set, or leave "
+                            "that part out (--parts, --grid-params)")
+
+
 def resplit_argv(resplit: int, one: bool) -> list[str]:
     """The ``--set`` options of re-split ``resplit`` (none for 0, the published split); ``one``: one
     held-out interaction per user."""
@@ -388,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data_dir = str(resolve_data_dir(args.data_dir))
         storage = Storage(args.storage)
         parts = [] if args.render_only else plan(args)
+        refuse_searched_sets(parts, args.set)
     except UserError as exc:
         return report(exc)
     total_epochs, total_seconds = 0, 0.0
