@@ -885,6 +885,26 @@ def test_reproduce_gives_each_part_the_set_values_its_models_read(datasets_dir, 
         capsys.readouterr().err
 
 
+def test_reproduce_reruns_the_searched_datasets_best_on_another_dataset_alone(datasets_dir, tmp_path, capsys):
+    """--datasets baby re-runs TikTok's stored search, as --datasets tiktok baby does; never the defaults."""
+    from tune.reproduce import main
+
+    argv = ["--datasets", "baby", "--parts", "baselines", "--baseline-models", "sgl", "--data-dir", str(datasets_dir),
+            "--storage", str(tmp_path), "--dry-run"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: part baby-baseline-sgl re-runs the best configuration of tiktok-baseline-sgl-search, which is "
+        f"neither in {tmp_path} nor in this plan: add tiktok to --datasets")
+    search = tmp_path / "tiktok-baseline-sgl-search"
+    search.mkdir()
+    (search / "experiment.json").write_text(json.dumps({"script": "tune/search.py", "settings": {},
+                                                         "runs": [{"exit": 0}]}))
+    assert main(argv) == 0
+    plan = [line for line in capsys.readouterr().out.splitlines() if " trial-epochs " in line]
+    assert len(plan) == 1 and plan[0].startswith("baby-baseline-sgl ")
+    assert plan[0].endswith("+ the best settings of tiktok-baseline-sgl-search")
+
+
 def test_reproduce_refuses_a_set_value_that_a_part_searches(datasets_dir, tmp_path, capsys):
     """tune/search.py refuses to both fix and search a parameter; the plan says so before any part runs."""
     from tune.reproduce import main

@@ -246,6 +246,18 @@ def refuse_searched_sets(parts: list[Part], sets: list[str]) -> None:
                             "that part out (--parts, --grid-params)")
 
 
+def refuse_missing_sources(storage: Storage, parts: list[Part]) -> None:
+    """A re-run part takes its settings from a search part that this plan runs or that is stored
+    finished; without one it would stop the plan when reached: refuse it before anything runs."""
+    planned = {part.name for part in parts}
+    for part in parts:
+        if part.after and part.after not in planned and state(storage, part) != "done" \
+                and experiment_state(storage.pulled(part.after)) != "done":
+            dataset = part.after.split("-baseline-")[0]
+            raise UserError(f"part {part.name} re-runs the best configuration of {part.after}, which is neither "
+                            f"in {storage.text} nor in this plan: add {dataset} to --datasets")
+
+
 def resplit_argv(resplit: int, one: bool) -> list[str]:
     """The ``--set`` options of re-split ``resplit`` (none for 0, the published split); ``one``: one
     held-out interaction per user."""
@@ -256,10 +268,11 @@ def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: fl
     """Table II's baselines on ``dataset``, each with KDiffE's search budget: an optuna search (ASHA)
     of the model over its own space (kdiffe.catalog) on the search datasets, then its best
     configuration re-run with the ablation seeds on the published split and on the re-splits.
-    A dataset that is not searched re-runs the first searched dataset's best configuration, or the
-    published defaults when none is searched. Multimodal models skip a dataset without features."""
+    A dataset that is not searched re-runs the best configuration of the first --search-datasets,
+    whether that search is in this plan or stored (refuse_missing_sources). Multimodal models skip
+    a dataset without features."""
     parts: list[Part] = []
-    searched = [d for d in args.search_datasets if d in args.datasets]
+    searched = list(args.search_datasets)  # in this plan or stored by an earlier one
     splits = [("", 0)] + [(f"-resplit-{k}" + "-one" * (args.resplit_holdout == "one"), k) for k in args.resplits
                           if dataset in args.resplit_datasets]
     for model in args.baseline_models:
@@ -273,8 +286,7 @@ def baseline_parts(args: argparse.Namespace, dataset: str, rich: bool, scale: fl
             parts.append(Part(search, "search", ["--dataset", dataset, "--mode", "optuna", "--model", model,
                                                  "--num-samples", str(args.search_trials), *SEARCH_FIRST, *NO_RETRAIN, "--seeds", str(SEARCH_SEED),
                                                  *run_args(args.ablation_epochs, models=(model,))], n, n * epoch))
-        source = search if dataset in args.search_datasets else (
-            f"{searched[0]}-baseline-{model}-search" if searched else "")
+        source = search if dataset in searched else f"{searched[0]}-baseline-{model}-search"
         for label, resplit in splits:
             extra = resplit_argv(resplit, args.resplit_holdout == "one")
             n = len(args.ablation_seeds) * args.baseline_epochs
@@ -409,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         storage = Storage(args.storage)
         parts = [] if args.render_only else plan(args)
         refuse_searched_sets(parts, args.set)
+        refuse_missing_sources(storage, parts)
     except UserError as exc:
         return report(exc)
     total_epochs, total_seconds = 0, 0.0
