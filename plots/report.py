@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -78,9 +78,9 @@ def _value(token: str) -> tuple[Decimal, int] | None:
     token = token.replace("%", "").strip().lstrip("+-")
     try:
         value = Decimal(token)
-    except InvalidOperation:
+        return abs(value), value.as_tuple().exponent
+    except ArithmeticError:  # not a number (InvalidOperation), or a trial id such as 08e1879178 (Overflow)
         return None
-    return abs(value), value.as_tuple().exponent
 
 
 def rendered_values(texts: list[str]) -> list[Decimal]:

@@ -1,6 +1,7 @@
 """plots/report.py and plots/provenance.py: the write-up quotes only what code rendered."""
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,11 @@ def test_a_number_matches_a_rendered_one_at_the_precision_written():
     assert report.matches("+0.0146", values) and report.matches("7.3 %", values)
     assert not report.matches("0.1087", values) and not report.matches("0.10862", values)
     assert not report.matches("6e-5", values)
+
+
+def test_a_trial_id_that_reads_as_a_huge_exponent_is_no_number():
+    values = report.rendered_values(["trial_id,recall\n08e1879178,0.1137\n"])
+    assert values == [Decimal("0.1137")] and not report.matches("8e1879178", values)
 
 
 def test_splice_fills_blocks_and_check_names_stale_blocks_and_unrendered_numbers(tmp_path):
