@@ -246,12 +246,12 @@ def refuse_searched_sets(parts: list[Part], sets: list[str]) -> None:
                             "that part out (--parts, --grid-params)")
 
 
-def refuse_missing_sources(storage: Storage, parts: list[Part]) -> None:
+def refuse_missing_sources(storage: Storage, parts: list[Part], states: dict[str, str]) -> None:
     """A re-run part takes its settings from a search part that this plan runs or that is stored
-    finished; without one it would stop the plan when reached: refuse it before anything runs."""
-    planned = {part.name for part in parts}
+    finished; without one it would stop the plan when reached: refuse it before anything runs.
+    ``states``: each planned part's state (state())."""
     for part in parts:
-        if part.after and part.after not in planned and state(storage, part) != "done" \
+        if part.after and part.after not in states and states[part.name] != "done" \
                 and experiment_state(storage.pulled(part.after)) != "done":
             dataset = part.after.split("-baseline-")[0]
             raise UserError(f"part {part.name} re-runs the best configuration of {part.after}, which is neither "
@@ -421,12 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         storage = Storage(args.storage)
         parts = [] if args.render_only else plan(args)
         refuse_searched_sets(parts, args.set)
-        refuse_missing_sources(storage, parts)
+        states = {part.name: state(storage, part) for part in parts}
+        refuse_missing_sources(storage, parts, states)
     except UserError as exc:
         return report(exc)
     total_epochs, total_seconds = 0, 0.0
     for part in parts:
-        status = state(storage, part)
+        status = states[part.name]
         total_epochs += part.trial_epochs * (status != "done")
         total_seconds += part.seconds * (status != "done")
         print(f"{part.name:<34} {status:<6} {part.trial_epochs:>6} trial-epochs  <={part.seconds / 3600:5.1f} h  "
