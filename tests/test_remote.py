@@ -264,20 +264,24 @@ def test_a_remote_child_keeps_the_query_of_its_uri():
 def test_a_pull_replaces_the_mirror_but_keeps_the_drivers_lock_and_ray_files(s3, tmp_path):
     from kdiffe.storage import Remote
     from tune.remote import Mirror
+    from tune.store import read_trials
 
     store = Remote("s3://bkt/pull")
     store.put("exp/results.csv", b"a\n1\n")
     store.put("exp/trials/t1/rows.csv", b"a\n1\n")
     store.put("exp/trials/t1/state-3/trainer.pt", b"weights")  # checkpoints stay in the store
-    store.put("exp/trials/t1/state.json", b"{}")
+    store.put("exp/trials/t1/state.json", b"{}")  # its commit marker comes: the driver learns the trial has one
+    store.put("exp/trials/t2/rows.csv", b"a\n1\n")  # cut before its first checkpoint
     local = tmp_path / "mirror" / "exp"
     (local / "ray" / "run-1").mkdir(parents=True)
     (local / ".lock").write_text("held")
     (local / "stale.csv").write_text("gone after the pull")
     Mirror(store, "exp", local).pull()
     assert sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()) == [
-        ".lock", "results.csv", "trials/t1/rows.csv"]
+        ".lock", "results.csv", "trials/t1/rows.csv", "trials/t1/state.json", "trials/t2/rows.csv"]
     assert (local / "ray" / "run-1").is_dir() and (local / ".lock").read_text() == "held"
+    records = read_trials(local)
+    assert records["t1"].checkpointed and not records["t2"].checkpointed
 
 
 def test_reproduce_reads_each_parts_state_from_the_store(s3, tmp_path):

@@ -747,6 +747,29 @@ def test_optuna_resume_keeps_ended_trials_and_continues_cut_ones(ray_session, tm
                                       before[before["trial_id"] == trial][keep].reset_index(drop=True))
 
 
+def test_resume_says_which_cut_trials_start_over_for_want_of_a_checkpoint(tmp_path):
+    """Committed records carry no checkpoint (.gitignore): a cut trial from them starts over, and
+    the resume line says so instead of promising that it continues."""
+    from tune.experiment import Work, resume_line
+    from tune.store import TrialFiles, read_trials
+
+    for key in ("ended", "kept", "bare"):
+        files = TrialFiles(tmp_path, key)
+        files.begin("node", {"trial_id": key}, {"seed": 0})
+        if key == "ended":
+            files.ended("finished", 3)
+        if key == "kept":
+            files.save_state(lambda folder: (folder.mkdir(), (folder / "trainer.pt").write_bytes(b"w")))
+    records = read_trials(tmp_path)
+    assert [records[k].checkpointed for k in ("ended", "kept", "bare")] == [False, True, False]
+    assert resume_line("exp", 3, Work(records=records, left=2)) == (
+        "exp: 1 of 3 trials ended before; 2 to run (1 of them continue from their checkpoints, "
+        "1 start over (no checkpoint kept))")
+    shutil.rmtree(tmp_path / "trials" / "kept" / "state")
+    assert resume_line("exp", 3, Work(records=read_trials(tmp_path), left=2)).endswith(
+        "(0 of them continue from their checkpoints, 2 start over (no checkpoint kept))")
+
+
 def test_resume_refuses_an_experiment_of_an_older_version(ray_session, tmp_path, capsys):
     """Trial folders named by Ray's ids, without trial.json, cannot be matched to the plan: refused,
     not run a second time."""

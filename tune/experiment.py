@@ -380,6 +380,17 @@ def _searcher(exp: Experiment, work: Work) -> Any:
     return KeyedOptuna(sampler=sampler, points_to_evaluate=points or None)
 
 
+def resume_line(name: str, total: Any, work: Work) -> str:
+    """What a resume keeps and what it runs again: a cut trial continues from its checkpoint where
+    one is kept, and starts over where none is (its records came without one: another machine,
+    or a checkout of the committed records)."""
+    cut = [r for r in work.records.values() if not r.ended]
+    kept = sum(r.checkpointed for r in cut)
+    over = f", {len(cut) - kept} start over (no checkpoint kept)" if len(cut) > kept else ""
+    return (f"{name}: {len(work.ended)} of {total} trials ended before; {work.left} to run "
+            f"({kept} of them continue from their checkpoints{over})")
+
+
 def run(exp: Experiment) -> Outcome:
     """Run what is left of the experiment (all of it when new) on a started Ray
     (:func:`start_ray`, :func:`check_resources`); returns its tidy results, assembled from the
@@ -391,9 +402,7 @@ def run(exp: Experiment) -> Outcome:
 
     work = remaining_work(exp)
     if exp.resume:
-        print(f"{exp.name}: {len(work.ended)} of {exp.total} trials ended before; {work.left} to run "
-              f"({sum(not r.ended for r in work.records.values())} of them continue from their checkpoints)",
-              flush=True)
+        print(resume_line(exp.name, exp.total, work), flush=True)
     failed_now: dict[str, str] = {}
     if work.left:
         ledger = _Ledger(exp.path, exp.mirror)

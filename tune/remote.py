@@ -20,7 +20,7 @@ folder of :mod:`tune.store` in that store, object for file, with the same guaran
   state is pickled and never read back here, and a trial's records must be readable without Ray.
 * **The driver** keeps a mirror of the experiment in a local folder (``$KDIFFE_MIRROR_DIR`` or
   ``~/.cache/kdiffe/mirror/<hash of the URI>``), pulled from the store before it reads anything
-  (checkpoints and Ray's own files are not copied) and pushed after it writes experiment.json,
+  (checkpoints and Ray's own files are not copied, only each trial's commit marker) and pushed after it writes experiment.json,
   results.csv and best.json. ``--resume`` needs only the URI.
 * **S**, the attention matrix, is cached with the experiment (``<experiment>/cache/``): the first
   trial that needs one builds and uploads it, the others download it.
@@ -43,22 +43,21 @@ from kdiffe.files import write_atomic
 from kdiffe.storage import Remote, StorageError
 
 from .lock import LOCK_FILE
-from .store import RAY_FOLDER, TRIALS, TrialFiles
+from .store import RAY_FOLDER, STATE_MARKER, TRIALS, TrialFiles
 
 #: sub-folder of an experiment holding the cached S matrices of its trials
 CACHE_FOLDER = "cache"
 #: what a driver's mirror keeps of its own when it pulls: the lock it holds, Ray's files of its runs
 LOCAL_ONLY = (LOCK_FILE, RAY_FOLDER)
-#: a trial's commit marker: which ``state-<n>/`` prefix holds its checkpoint
-STATE_MARKER = "state.json"
 
 
 def _driver_keeps(name: str) -> bool:
-    """What the driver mirrors of an experiment: every record, no checkpoint, no Ray file, no cache."""
+    """What the driver mirrors of an experiment: every record and each trial's checkpoint marker (so
+    that it knows which cut trials continue), no checkpoint, no Ray file, no cache."""
     parts = name.split("/")
     if parts[0] in (RAY_FOLDER, CACHE_FOLDER):
         return False
-    return not (parts[0] == TRIALS and len(parts) > 2 and (parts[2].startswith("state") or parts[2] == STATE_MARKER))
+    return not (parts[0] == TRIALS and len(parts) > 2 and parts[2].startswith("state") and parts[2] != STATE_MARKER)
 
 
 class Mirror:

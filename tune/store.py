@@ -222,6 +222,10 @@ def _now() -> str:
 
 
 # ------------------------------------------------------------------------------ trial folders
+#: a trial's commit marker on remote storage: which ``state-<n>/`` prefix holds its checkpoint (tune.remote)
+STATE_MARKER = "state.json"
+
+
 class TrialFiles:
     """The folder one trial owns: checkpoint, rows, error, worker."""
 
@@ -305,6 +309,7 @@ class TrialRecord:
     values: dict[str, Any] = field(default_factory=dict)  #: trial.json's values
     rows: Any = None  #: its rows.csv (kdiffe.results schema)
     keyed: bool = True  #: it has a trial.json (folders of versions before trial keys have none)
+    checkpointed: bool = False  #: a checkpoint is kept (here, or on remote storage its commit marker)
 
     @property
     def ended(self) -> bool:
@@ -331,7 +336,9 @@ def read_trials(experiment: Path) -> dict[str, TrialRecord]:
             outcome = FAILED if files.error.exists() else PARTIAL
         keyed = isinstance(record, dict)
         values = record.get("values") if keyed and isinstance(record.get("values"), dict) else {}
-        records[key] = TrialRecord(key=key, outcome=outcome, values=values, rows=read_frame(files.rows), keyed=keyed)
+        checkpointed = files.state_folder() is not None or (files.folder / STATE_MARKER).is_file()
+        records[key] = TrialRecord(key=key, outcome=outcome, values=values, rows=read_frame(files.rows), keyed=keyed,
+                                   checkpointed=checkpointed)
     return records
 
 
