@@ -737,7 +737,7 @@ def test_optuna_resume_keeps_ended_trials_and_continues_cut_ones(ray_session, tm
     shutil.rmtree(folder / "trials" / gone)  # as if killed before it began
     capsys.readouterr()
     assert main(["--storage", str(tmp_path), "--name", "opt", "--resume"]) == 0
-    assert "2 of 4 trials ended before; 2 to run (1 of them continue from their checkpoints)" in capsys.readouterr().out
+    assert "2 of 4 trials ended before; 2 to run (1 of them continue from their checkpoints, 1 new)" in capsys.readouterr().out
     after = pd.read_csv(folder / "results.csv")
     assert after["trial_id"].nunique() == 4 and len(after) == 12 and set(after["status"]) == {"ok"}
     assert not after.duplicated(["trial_id", "epoch"]).any() and cut in set(after["trial_id"])
@@ -765,6 +765,8 @@ def test_resume_says_which_cut_trials_start_over_for_want_of_a_checkpoint(tmp_pa
     assert resume_line("exp", 3, Work(records=records, left=2)) == (
         "exp: 1 of 3 trials ended before; 2 to run (1 of them continue from their checkpoints, "
         "1 start over (no checkpoint kept))")
+    assert resume_line("exp", 5, Work(records=records, left=4)).endswith(  # two never began
+        "(1 of them continue from their checkpoints, 1 start over (no checkpoint kept), 2 new)")
     shutil.rmtree(tmp_path / "trials" / "kept" / "state")
     assert resume_line("exp", 3, Work(records=read_trials(tmp_path), left=2)).endswith(
         "(0 of them continue from their checkpoints, 2 start over (no checkpoint kept))")

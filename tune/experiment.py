@@ -383,12 +383,13 @@ def _searcher(exp: Experiment, work: Work) -> Any:
 def resume_line(name: str, total: Any, work: Work) -> str:
     """What a resume keeps and what it runs again: a cut trial continues from its checkpoint where
     one is kept, and starts over where none is (its records came without one: another machine,
-    or a checkout of the committed records)."""
+    or a checkout of the committed records); the rest of what is left never began."""
     cut = [r for r in work.records.values() if not r.ended]
     kept = sum(r.checkpointed for r in cut)
     over = f", {len(cut) - kept} start over (no checkpoint kept)" if len(cut) > kept else ""
+    fresh = f", {work.left - len(cut)} new" if work.left > len(cut) else ""
     return (f"{name}: {len(work.ended)} of {total} trials ended before; {work.left} to run "
-            f"({kept} of them continue from their checkpoints{over})")
+            f"({kept} of them continue from their checkpoints{over}{fresh})")
 
 
 def run(exp: Experiment) -> Outcome:
