@@ -185,6 +185,42 @@ def test_datasets_are_found_in_the_documented_places_and_the_error_names_them(tm
         data.load_dataset("tiktok")
 
 
+def test_a_resumed_run_shows_the_best_of_earlier_runs_and_its_replayed_evaluations_set_no_pace(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from tune import console
+    from tune.experiment import Work, best_before
+    from tune.store import TrialRecord
+
+    def record(key: str, outcome: str, values: list[float]) -> TrialRecord:
+        rows = pd.DataFrame({"trial_id": key, "status": "ok", "epoch": range(1, len(values) + 1),
+                             "val_recall@20": values})
+        return TrialRecord(key=key, outcome=outcome, rows=rows)
+
+    work = Work(records={"a": record("a", "finished", [0.05, 0.12, 0.08]), "b": record("b", "stopped", [0.07]),
+                         "c": record("c", "partial", [0.2])}, left=2)
+    assert best_before(work, "val_recall@20") == pytest.approx(0.12)  # the cut trial "c" runs again: not counted
+    assert best_before(Work(records={}, left=4), "val_recall@20") is None
+
+    clock = [100.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
+    c = console.Console(("q",), "val_recall@20", total=4, max_t=10, every=0.0, done_before=2, best_before=0.12)
+    t = SimpleNamespace(trial_id="c", status="RUNNING", config={"q": 2})
+    for i in range(1, 4):  # replayed from its checkpoint at once: its best, but no pace and no plan line
+        c.on_trial_result(0, [t], t, {"val_recall@20": 0.02 * i, "epoch": i, "training_iteration": i, "replayed": True})
+    assert c.first_result is None and c.evaluations == {} and c.latest["c"]["best"] == pytest.approx(0.06)
+    assert "best val_recall@20 0.1200" in c.progress([t]) and "left" not in c.progress([t])
+    for i in range(4, 7):  # then one evaluation every 10 s
+        clock[0] += 10.0
+        c.on_trial_result(0, [t], t, {"val_recall@20": 0.04 * i, "epoch": i, "training_iteration": i, "replayed": False})
+    assert "the plan is 4 trials" in capsys.readouterr().out and c.evaluations == {"c": 3}
+    # 1 pending x 10 + (10 - 6) left to the running one, at 3 evaluations per 20 s
+    assert c.seconds_left([t], pending=1) == pytest.approx(14 / (3 / 20))
+    assert "2/4 trials done, 1 running, 1 pending, best val_recall@20 0.2400" in c.progress([t])
+
+
 def test_the_time_left_is_the_budget_over_the_pace_and_identical_lines_are_not_repeated(monkeypatch, capsys):
     from types import SimpleNamespace
 

@@ -737,8 +737,11 @@ def test_optuna_resume_keeps_ended_trials_and_continues_cut_ones(ray_session, tm
     shutil.rmtree(folder / "trials" / gone)  # as if killed before it began
     capsys.readouterr()
     assert main(["--storage", str(tmp_path), "--name", "opt", "--resume"]) == 0
-    assert "2 of 4 trials ended before; 2 to run (1 of them continue from their checkpoints, 1 new)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 of 4 trials ended before; 2 to run (1 of them continue from their checkpoints, 1 new)" in out
     after = pd.read_csv(folder / "results.csv")
+    last = [line for line in out.splitlines() if "trials done" in line][-1]  # the best of all runs, not of this one
+    assert last.startswith("[") and f"best val_recall@20 {after['val_recall@20'].max():.4f}" in last
     assert after["trial_id"].nunique() == 4 and len(after) == 12 and set(after["status"]) == {"ok"}
     assert not after.duplicated(["trial_id", "epoch"]).any() and cut in set(after["trial_id"])
     keep = ["epoch", "tau", "q", "val_recall@20"]

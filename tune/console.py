@@ -13,6 +13,9 @@ The time left comes from the budget, not from trial durations: the trial-epochs 
 pace of this run so far (trial-epochs completed per second, all trials together), so it does not
 jump as the number of running trials changes. It is an upper bound: ASHA and patience stop
 trials before their budget. The first evaluation prints the plan's size and a first estimate.
+
+On ``--resume`` the best so far includes the trials that ended in earlier runs, and the
+evaluations a continued trial replays from its checkpoint count for its best but not for the pace.
 """
 
 from __future__ import annotations
@@ -56,12 +59,12 @@ def trial_name(trial: Any) -> str:
 class Console(Callback):
     """Compact progress for a researcher: see the module docstring. ``ledger.stopped`` holds the
     keys of the trials the scheduler stopped; ``done_before`` counts trials that ended in earlier
-    runs of the experiment."""
+    runs of the experiment and ``best_before`` is the best metric they reached."""
 
     def __init__(self, params: Sequence[str], metric: str, total: int, ledger: Any = None, done_before: int = 0,
-                 every: float = 30.0, max_t: int = 0) -> None:
+                 every: float = 30.0, max_t: int = 0, best_before: float | None = None) -> None:
         self.params, self.metric, self.total, self.every = tuple(params), metric, total, every
-        self.ledger, self.done_before, self.max_t = ledger, done_before, max_t
+        self.ledger, self.done_before, self.max_t, self.best_before = ledger, done_before, max_t, best_before
         self.setup()
 
     def setup(self, **info: Any) -> None:
@@ -87,6 +90,8 @@ class Console(Callback):
         seen.update(epoch=result.get("epoch"), value=result[self.metric], done=bool(result.get("finished")),
                     iteration=int(result.get("training_iteration") or 0))
         seen["best"] = max(seen["best"], result[self.metric])
+        if result.get("replayed"):  # reached in an earlier run: no part of this run's pace
+            return
         self.evaluations[trial.trial_id] = self.evaluations.get(trial.trial_id, 0) + 1
         if self.first_result is None:
             self.first_result = time.monotonic()
@@ -182,7 +187,8 @@ class Console(Callback):
         running = sum(t.status == "RUNNING" and not e for t, e in zip(trials, ended))
         total = max(self.total, len(trials) + self.done_before)
         pending = total - done - running
-        best = max((s["best"] for s in self.latest.values() if "best" in s), default=None)
+        bests = [s["best"] for s in self.latest.values() if "best" in s]
+        best = max(bests + ([] if self.best_before is None else [self.best_before]), default=None)
         parts = [f"[{duration(time.monotonic() - self.began)}] {done}/{total} trials done"
                  + (f" ({failed} failed)" if failed else ""), f"{running} running", f"{pending} pending"]
         if best is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
-from kdiffe.results import RESULTS_FILE
+from kdiffe.results import RESULTS_FILE, best_evaluation
 
 from .keys import KEY, KeyBook, config_key, keyed
 from .store import (RAY_FOLDER, STOPPED, ExperimentError, TrialFiles, TrialRecord, assemble, disk_full, error_text,
@@ -263,6 +263,15 @@ def _last_value(rows: Any, metric: str) -> float | None:
     return float(rows[metric].dropna().iloc[-1])
 
 
+def best_before(work: Work, metric: str) -> float | None:
+    """The best ``metric`` that the trials ended in earlier runs reached (None before any)."""
+    import pandas as pd
+
+    frames = [r.rows for r in work.ended if r.rows is not None and metric in r.rows]
+    best = best_evaluation(pd.concat(frames, ignore_index=True), metric) if frames else None
+    return None if best is None else best[metric]
+
+
 def remaining_work(exp: Experiment) -> Work:
     """The trials still to run, rebuilt from the trial folders alone: a planned cell whose trial
     ended is done; every other cell (never started, partial, failed) runs, continuing from its own
@@ -424,7 +433,7 @@ def run(exp: Experiment) -> Outcome:
         run_config = tune.RunConfig(
             name=f"run-{index}", storage_path=str(runs), verbose=2 if exp.verbose else 0,
             callbacks=[Console(exp.params, exp.metric, exp.total, ledger, done_before=len(work.ended),
-                               max_t=exp.max_t),
+                               max_t=exp.max_t, best_before=best_before(work, exp.metric)),
                        *tracker_callbacks(exp.tracker, exp.tracker_uri, exp.name, exp.storage, exp.kind)],
             failure_config=tune.FailureConfig(max_failures=exp.max_failures))
         tune_config = tune.TuneConfig(

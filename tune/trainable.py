@@ -9,7 +9,8 @@ checkpoint and then its rows into that folder (:class:`tune.store.TrialFiles`), 
 Ray; when it ends on its own rules (its epochs, or patience) it says so in ``end.json`` before its
 last report. Ray holds no checkpoint of ours: a trial that starts again (``--resume`` after a
 crash, or Ray retrying a failed worker) reloads its own last checkpoint, reports the evaluations
-it had already made (so schedulers see one consistent history) and trains on from there.
+it had already made (so schedulers see one consistent history; these carry ``replayed``, so
+the console keeps them out of its pace) and trains on from there.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def kdiffe_trainable(trial_config: dict[str, Any], data: Bundle | None = None) -
         if history and trainer.finished:  # ended before, but its end was never recorded
             files.ended(FINISHED, history[-1].get("epoch"))
         for index, metrics in enumerate(history, start=1):  # what Ray saw before the restart
-            tune.report({**metrics, **sizes, "finished": index == len(history) and trainer.finished})
+            tune.report({**metrics, **sizes, "finished": index == len(history) and trainer.finished,
+                         "replayed": True})
 
         def report(metrics: dict[str, Any]) -> None:
             history[-1]["wall_time"] = metrics["wall_time"] = offset + time.perf_counter() - start
@@ -102,7 +104,7 @@ def kdiffe_trainable(trial_config: dict[str, Any], data: Bundle | None = None) -
             files.write_rows(row(m) for m in history)
             if metrics.get("done"):
                 files.ended(FINISHED, metrics.get("epoch"))
-            tune.report({**metrics, **sizes, "finished": bool(metrics.get("done"))})
+            tune.report({**metrics, **sizes, "finished": bool(metrics.get("done")), "replayed": False})
 
         trainer.run(report)
     except Exception as exc:
