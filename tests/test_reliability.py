@@ -66,7 +66,7 @@ def wait_for(condition, proc: subprocess.Popen, seconds: float, what: str) -> No
         if condition():
             return
         if proc.poll() is not None:
-            pytest.fail(f"the experiment ended before {what}")
+            pytest.fail(f"the process ended before {what}")
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}")
 
@@ -157,6 +157,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cluster_offers(ray: str, port: int, cpus: int, env: dict) -> bool:
+    """Whether ``ray status`` shows the cluster at ``port`` with ``cpus`` CPUs in all (nodes take
+    from seconds to a minute to join, depending on the machine's load)."""
+    try:
+        status = subprocess.run([ray, "status", "--address", f"127.0.0.1:{port}"], env=env, capture_output=True,
+                                text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return False
+    return f"/{cpus}.0 CPU" in status.stdout
+
+
 def stop_nodes(nodes: list[subprocess.Popen]) -> None:
     """SIGTERM each Ray node (`ray start --block`), the head last; a node still up after 60 s is
     killed and fails the test (never `ray stop`, which would end every Ray on the machine)."""
@@ -184,11 +195,11 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(tmp_path):
                             env=node_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     nodes = [head]
     try:
-        time.sleep(8)
+        wait_for(lambda: cluster_offers(ray, port, 1, node_env), head, 120, "the head node")
         worker = subprocess.Popen([ray, "start", "--address", f"127.0.0.1:{port}", *common], env=node_env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         nodes.append(worker)
-        time.sleep(8)
+        wait_for(lambda: cluster_offers(ray, port, 2, node_env), worker, 120, "the worker node to join")
         run = script("tune/search.py", *TINY, "--mode", "grid", "--params", "q", "--epochs", "10",
                      "--address", f"127.0.0.1:{port}", "--cpus-per-trial", "1", "--max-concurrent", "2",
                      "--storage", str(tmp_path), "--name", "cluster", timeout=300, env=env)

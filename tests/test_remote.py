@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from test_reliability import SMALL, free_port, stop_nodes, wait_for, write_dataset
+from test_reliability import SMALL, cluster_offers, free_port, stop_nodes, wait_for, write_dataset
 from test_tune import TINY, script
 
 pytest.importorskip("moto")
@@ -191,11 +191,11 @@ def test_a_two_node_cluster_trains_on_data_that_travelled(s3, tmp_path):
     nodes = [head]
     uri = "s3://bkt/cluster"
     try:
-        time.sleep(8)
+        wait_for(lambda: cluster_offers(ray, port, 1, env), head, 120, "the head node")
         nodes.append(subprocess.Popen([ray, "start", "--address", f"127.0.0.1:{port}", *common],
                                       env={**env, "KDIFFE_STAGING_DIR": str(staging["worker"])},
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        time.sleep(8)
+        wait_for(lambda: cluster_offers(ray, port, 2, env), nodes[-1], 120, "the worker node to join")
         args = ["--dataset", "tiny", "--data-dir", str(data), *SMALL, "--mode", "grid", "--params", "q",
                 "--epochs", "3", "--address", f"127.0.0.1:{port}", "--cpus-per-trial", "1", "--max-concurrent", "2",
                 "--storage", uri, "--name", "travel"]

@@ -750,6 +750,35 @@ def test_optuna_resume_keeps_ended_trials_and_continues_cut_ones(ray_session, tm
                                       before[before["trial_id"] == trial][keep].reset_index(drop=True))
 
 
+def test_asha_on_resume_judges_new_trials_against_the_rungs_the_ended_trials_reached():
+    from ray.tune.schedulers import TrialScheduler
+
+    from tune.experiment import Work, _scheduler
+    from tune.store import TrialRecord
+
+    def record(key, outcome, values):
+        rows = pd.DataFrame({"trial_id": key, "status": "ok", "epoch": range(1, len(values) + 1),
+                             "val_recall@20": values})
+        return TrialRecord(key=key, outcome=outcome, rows=rows)
+
+    exp = SimpleNamespace(metric="val_recall@20", max_t=8, grace_period=2)
+    ended = {k: record(k, "finished", [v, v]) for k, v in (("a", 0.1), ("b", 0.2), ("c", 0.3))}
+    others = {"cut": record("cut", "partial", [0.9, 0.9]), "empty": TrialRecord(key="empty", outcome="finished")}
+    for records, stopped in ((ended | others, ["low"]), (others, [])):  # without ended trials, no rung to judge by
+        ledger = SimpleNamespace(stops=[])
+        ledger.stop = lambda config, result, stops=ledger.stops: stops.append(config["k"])
+        asha = _scheduler(exp, Work(records=records, left=2), ledger)
+        asha.set_search_properties("val_recall@20", "max")
+        actions = {}
+        for key, value in (("low", 0.05), ("high", 0.35)):  # the rung at 2 evaluations has cutoff 0.2 (median)
+            trial = SimpleNamespace(trial_id=key, config={"k": key})
+            asha.on_trial_add(None, trial)
+            actions[key] = [asha.on_trial_result(None, trial, {"training_iteration": i, "val_recall@20": value})
+                            for i in (1, 2)]
+        assert actions["high"] == [TrialScheduler.CONTINUE] * 2 and ledger.stops == stopped
+        assert actions["low"][-1] == (TrialScheduler.STOP if stopped else TrialScheduler.CONTINUE)
+
+
 def test_resume_says_which_cut_trials_start_over_for_want_of_a_checkpoint(tmp_path):
     """Committed records carry no checkpoint (.gitignore): a cut trial from them starts over, and
     the resume line says so instead of promising that it continues."""

@@ -12,10 +12,13 @@ The time left comes from the budget, not from trial durations: the trial-epochs 
 (every pending trial's ``max_t`` evaluations, and what each running one has left) divided by the
 pace of this run so far (trial-epochs completed per second, all trials together), so it does not
 jump as the number of running trials changes. It is an upper bound: ASHA and patience stop
-trials before their budget. The first evaluation prints the plan's size and a first estimate.
+trials before their budget. The first evaluation prints the plan's size; the time left shows from
+the second one on. Only without a budget (``max_t`` 0) does it come from the mean duration of the
+trials that ran whole in this run.
 
 On ``--resume`` the best so far includes the trials that ended in earlier runs, and the
-evaluations a continued trial replays from its checkpoint count for its best but not for the pace.
+evaluations a continued trial replays from its checkpoint count for its best but not for the pace,
+and its duration (only the tail of its work) is not a trial's duration.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class Console(Callback):
         self.last_line = ""
         self.evaluations: dict[str, int] = {}  #: per trial: evaluations reported in this run
         self.first_result: float | None = None
+        self.continued: set[str] = set()  #: trials that replayed evaluations of an earlier run
 
     # ------------------------------------------------------------------ events
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -91,6 +95,7 @@ class Console(Callback):
                     iteration=int(result.get("training_iteration") or 0))
         seen["best"] = max(seen["best"], result[self.metric])
         if result.get("replayed"):  # reached in an earlier run: no part of this run's pace
+            self.continued.add(trial.trial_id)
             return
         self.evaluations[trial.trial_id] = self.evaluations.get(trial.trial_id, 0) + 1
         if self.first_result is None:
@@ -149,8 +154,9 @@ class Console(Callback):
     # ------------------------------------------------------------------ text
     def _ended(self, trial: Any) -> None:
         self.ended.add(trial.trial_id)
-        if trial.trial_id in self.started:
-            self.durations.append(time.monotonic() - self.started.pop(trial.trial_id))
+        began = self.started.pop(trial.trial_id, None)
+        if began is not None and trial.trial_id not in self.continued:
+            self.durations.append(time.monotonic() - began)
 
     def _print(self, line: str, trials: list) -> None:
         self.last_line = self.progress(trials)
@@ -196,7 +202,7 @@ class Console(Callback):
         left = self.seconds_left(trials, pending) if pending + running else None
         if left is not None:
             parts.append(f"at most {duration(left)} left" if left >= 60 else "under a minute left")
-        elif self.durations and pending + running:  # no budget known: from the trials that ended
+        elif not self.max_t and self.durations and pending + running:  # no budget: from the trials that ended
             mean = sum(self.durations) / len(self.durations)
             estimate = mean * (pending + 0.5 * running) / max(running, 1)
             parts.append(f"about {duration(estimate)} left" if estimate >= 60 else "under a minute left")

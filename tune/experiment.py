@@ -256,6 +256,10 @@ class Work:
     def ended(self) -> list[TrialRecord]:
         return [r for r in self.records.values() if r.ended]
 
+    def ended_rows(self, metric: str) -> list[Any]:
+        """The rows of the ended trials that report ``metric``, one frame per trial."""
+        return [r.rows for r in self.ended if r.rows is not None and metric in r.rows]
+
 
 def _last_value(rows: Any, metric: str) -> float | None:
     if rows is None or metric not in rows or not rows[metric].notna().any():
@@ -267,7 +271,7 @@ def best_before(work: Work, metric: str) -> float | None:
     """The best ``metric`` that the trials ended in earlier runs reached (None before any)."""
     import pandas as pd
 
-    frames = [r.rows for r in work.ended if r.rows is not None and metric in r.rows]
+    frames = work.ended_rows(metric)
     best = best_evaluation(pd.concat(frames, ignore_index=True), metric) if frames else None
     return None if best is None else best[metric]
 
@@ -328,7 +332,7 @@ class _Ledger:
 def _scheduler(exp: Experiment, work: Work, ledger: _Ledger) -> Any:
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    histories = [list(r.rows[exp.metric].dropna()) for r in work.ended if r.rows is not None and exp.metric in r.rows]
+    histories = [list(rows[exp.metric].dropna()) for rows in work.ended_rows(exp.metric)]
 
     class RecordingASHA(ASHAScheduler):
         """ASHA that writes its stops into the trials' records, and starts from the rungs the
