@@ -13,12 +13,10 @@ The time left comes from the budget, not from trial durations: the trial-epochs 
 pace of this run so far (trial-epochs completed per second, all trials together), so it does not
 jump as the number of running trials changes. It is an upper bound: ASHA and patience stop
 trials before their budget. The first evaluation prints the plan's size; the time left shows from
-the second one on. Only without a budget (``max_t`` 0) does it come from the mean duration of the
-trials that ran whole in this run.
+the second one on. Without a budget (``max_t`` 0) no time left is shown.
 
 On ``--resume`` the best so far includes the trials that ended in earlier runs, and the
-evaluations a continued trial replays from its checkpoint count for its best but not for the pace,
-and its duration (only the tail of its work) is not a trial's duration.
+evaluations a continued trial replays from its checkpoint count for its best but not for the pace.
 """
 
 from __future__ import annotations
@@ -73,20 +71,14 @@ class Console(Callback):
     def setup(self, **info: Any) -> None:
         self.began = time.monotonic()
         self.last_table = self.began
-        self.started: dict[str, float] = {}
-        self.durations: list[float] = []
         self.latest: dict[str, dict[str, Any]] = {}
         self.ended: set[str] = set()
         self.failed: set[str] = set()
         self.last_line = ""
         self.evaluations: dict[str, int] = {}  #: per trial: evaluations reported in this run
         self.first_result: float | None = None
-        self.continued: set[str] = set()  #: trials that replayed evaluations of an earlier run
 
     # ------------------------------------------------------------------ events
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.started[trial.trial_id] = time.monotonic()
-
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if self.metric not in result:
             return
@@ -95,7 +87,6 @@ class Console(Callback):
                     iteration=int(result.get("training_iteration") or 0))
         seen["best"] = max(seen["best"], result[self.metric])
         if result.get("replayed"):  # reached in an earlier run: no part of this run's pace
-            self.continued.add(trial.trial_id)
             return
         self.evaluations[trial.trial_id] = self.evaluations.get(trial.trial_id, 0) + 1
         if self.first_result is None:
@@ -116,10 +107,9 @@ class Console(Callback):
         seen = self.latest.get(trial.trial_id, {})
         where = f"at epoch {seen.get('epoch', '?')} ({trial_params(trial.config, self.params)})"
         if not seen.get("done") and not self._stopped(trial):  # Ray ended it because the run is stopping
-            self.started.pop(trial.trial_id, None)
             print(f"trial {trial_name(trial)} interrupted {where}; --resume continues it", flush=True)
             return
-        self._ended(trial)
+        self.ended.add(trial.trial_id)
         how = "finished" if seen.get("done") else "stopped early by the scheduler"
         best = f"best {self.metric} {seen['best']:.4f}" if "best" in seen else "no evaluation"
         self._print(f"trial {trial_name(trial)} {how} {where}: {best}", trials)
@@ -128,7 +118,7 @@ class Console(Callback):
         if self.ledger is not None:
             self.ledger.fail(trial)
         self.failed.add(trial.trial_id)
-        self._ended(trial)
+        self.ended.add(trial.trial_id)
         self._print(f"trial {trial_name(trial)} failed ({trial_params(trial.config, self.params)}); "
                     f"its error is in results.csv", trials)
 
@@ -152,12 +142,6 @@ class Console(Callback):
             print(line, flush=True)
 
     # ------------------------------------------------------------------ text
-    def _ended(self, trial: Any) -> None:
-        self.ended.add(trial.trial_id)
-        began = self.started.pop(trial.trial_id, None)
-        if began is not None and trial.trial_id not in self.continued:
-            self.durations.append(time.monotonic() - began)
-
     def _print(self, line: str, trials: list) -> None:
         self.last_line = self.progress(trials)
         print(f"{line}\n{self.last_line}", flush=True)
@@ -202,10 +186,6 @@ class Console(Callback):
         left = self.seconds_left(trials, pending) if pending + running else None
         if left is not None:
             parts.append(f"at most {duration(left)} left" if left >= 60 else "under a minute left")
-        elif not self.max_t and self.durations and pending + running:  # no budget: from the trials that ended
-            mean = sum(self.durations) / len(self.durations)
-            estimate = mean * (pending + 0.5 * running) / max(running, 1)
-            parts.append(f"about {duration(estimate)} left" if estimate >= 60 else "under a minute left")
         return ", ".join(parts)
 
 
